@@ -1,0 +1,106 @@
+"""The `dalga` command: create-table, web, run (web + beat + worker in one process)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from collections.abc import Sequence
+
+from celery_dalga.config import ConfigError, Settings, load_settings
+from celery_dalga.store import store_for
+
+log = logging.getLogger("celery_dalga.cli")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dalga", description=__doc__)
+    p.add_argument("--config", "-config", metavar="FILE", help="INI file with a [dalga] section")
+    p.add_argument(
+        "--create-table",
+        "-create-table",
+        action="store_true",
+        help="create the jobs table and exit (Dalga's spelling)",
+    )
+    p.add_argument("--host", "-host", help="API listen address (default 127.0.0.1)")
+    p.add_argument("--port", "-port", type=int, help="API port (default 34006)")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("create-table", help="create the jobs table if it is missing")
+    sub.add_parser("web", help="serve the HTTP API only")
+    run = sub.add_parser("run", help="HTTP API + beat + worker in one process (embedded default)")
+    run.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
+    return p
+
+
+def serve_web(settings: Settings):
+    """A waitress server for the API, created but not yet running."""
+    from waitress import create_server
+
+    from webapi import create_app
+
+    return create_server(
+        create_app(settings), host=settings.host, port=settings.port, threads=8, ident="dalga"
+    )
+
+
+def run_all(settings: Settings, concurrency: int) -> None:
+    """Web API and beat in threads, the Celery worker (threads pool) in the main thread."""
+    from celery import beat
+
+    from celery_dalga.celery import make_app
+    from celery_dalga.scheduler import Scheduler
+
+    app = make_app(settings)
+    server = serve_web(settings)
+    service = beat.Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
+    threads = [
+        threading.Thread(target=server.run, name="dalga-web", daemon=True),
+        threading.Thread(target=service.start, name="dalga-beat", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    log.info("API listening on http://%s:%s/", settings.host, settings.port)
+    try:
+        app.Worker(
+            pool="threads",
+            concurrency=concurrency,
+            loglevel="INFO",
+            hostname=f"dalga@{settings.host}-{settings.port}",
+        ).start()
+    finally:
+        service.stop()
+        server.close()
+        threads[1].join(timeout=5)
+        log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = load_settings(args.config, overrides=overrides)
+    except ConfigError as exc:
+        print(f"dalga: {exc}", file=sys.stderr)
+        return 2
+    store_for(settings).create_table()
+    if args.create_table or args.command == "create-table":
+        print(f"table {settings.table!r} is ready")
+        return 0
+    if args.command == "web":
+        server = serve_web(settings)
+        log.info("API listening on http://%s:%s/", settings.host, settings.port)
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.close()
+        return 0
+    run_all(settings, getattr(args, "concurrency", 8))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

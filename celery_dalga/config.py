@@ -1,0 +1,114 @@
+"""One Settings object, read from defaults < INI file < DALGA_* environment < Celery keys."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from celery_dalga.values import parse_bool
+
+ENV_PREFIX = "DALGA_"
+CONF_PREFIX = "dalga_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value of the wrong kind, or a name that does not exist."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything celery-dalga can be told; see the settings table in README.md."""
+
+    database_url: str = "sqlite:///dalga.sqlite3"
+    broker_url: str = "sqla+sqlite:///dalga-broker.sqlite3"
+    base_url: str = "http://127.0.0.1:5000/"
+    host: str = "127.0.0.1"
+    port: int = 34006
+    table: str = "dalga"
+    callback_timeout: float = 10.0
+    lease: float = 60.0
+    retry_interval: float = 1.0
+    retry_multiplier: float = 2.0
+    retry_max_interval: float = 600.0
+    retry_stop_after: float = 0.0
+    retry_jitter: bool = False
+    fixed_intervals: bool = False
+    epsilon: float = 0.0
+    batch_size: int = 500
+    max_interval: float = 1.0
+    max_body: int = 65535
+
+    def __post_init__(self) -> None:
+        if self.lease <= self.callback_timeout:
+            raise ConfigError("lease must be longer than callback_timeout")
+        if self.batch_size < 1:
+            raise ConfigError("batch_size must be at least 1")
+        if self.retry_multiplier < 1:
+            raise ConfigError("retry_multiplier must be at least 1")
+
+
+def _convert(name: str, kind: type, value: Any) -> Any:
+    if not isinstance(value, str):
+        return kind(value)
+    try:
+        if kind is bool:
+            return parse_bool(value)
+        return kind(value)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {exc}") from None
+
+
+def _typed(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name: f.type for f in fields(Settings)}
+    kinds = {"str": str, "int": int, "float": float, "bool": bool}
+    out = {}
+    for name, value in raw.items():
+        if name not in known:
+            raise ConfigError(f"unknown setting {name!r} in {source}")
+        out[name] = _convert(name, kinds[known[name]], value)
+    return out
+
+
+def load_settings(
+    config_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings: defaults, then the INI file's [dalga] section, then env, then overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    config_file = config_file or env.get("DALGA_CONFIG")
+    if config_file:
+        parser = configparser.ConfigParser()
+        if not parser.read(config_file):
+            raise ConfigError(f"cannot read config file {config_file}")
+        if parser.has_section("dalga"):
+            values.update(_typed(dict(parser["dalga"]), config_file))
+    names = {f.name for f in fields(Settings)}
+    from_env = {
+        k[len(ENV_PREFIX) :].lower(): v
+        for k, v in env.items()
+        if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() in names
+    }
+    values.update(_typed(from_env, "environment"))
+    values.update(_typed(dict(overrides or {}), "overrides"))
+    return Settings(**values)
+
+
+def settings_for(app: Any) -> Settings:
+    """Settings of a Celery app: load_settings() overlaid with its `dalga_*` config keys."""
+    cached = getattr(app, "_dalga_settings", None)
+    if cached is None:
+        keys = {k[len(CONF_PREFIX) :]: v for k, v in app.conf.items() if k.startswith(CONF_PREFIX)}
+        cached = load_settings(overrides=keys)
+        app._dalga_settings = cached
+    return cached
+
+
+def as_celery_conf(settings: Settings) -> dict[str, Any]:
+    """The `dalga_*` Celery config keys that reproduce these settings."""
+    return {CONF_PREFIX + k: v for k, v in dataclasses.asdict(settings).items()}

@@ -1,0 +1,239 @@
+"""Next-run arithmetic: intervals, cron, ISO 8601 repeats, retry delays. Pure; no I/O.
+
+Every instant given to or returned by this module is an aware UTC datetime.
+Calendar parts of a duration (years, months, weeks, days) and cron fields are
+evaluated on the wall clock of the job's location; hours, minutes and seconds
+are elapsed time. So P1D keeps 09:00 across a DST change while PT24H does not.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import isodate
+from croniter import croniter
+
+MAX_DURATION = timedelta(days=366 * 100)
+REPEAT = re.compile(r"^R(\d*)/([^/]+)/([^/]+)$")
+
+
+class ScheduleError(ValueError):
+    """A schedule string that cannot be understood."""
+
+
+@dataclass(frozen=True)
+class Duration:
+    """An ISO 8601 duration split into wall-clock (calendar) and elapsed parts."""
+
+    years: int = 0
+    months: int = 0
+    days: int = 0
+    elapsed: timedelta = timedelta(0)
+    text: str = field(default="", compare=False)
+
+    @property
+    def is_calendar(self) -> bool:
+        return bool(self.years or self.months or self.days)
+
+    def approx(self) -> timedelta:
+        """Length used for bounds checks only (a month counted as 31 days)."""
+        return timedelta(days=self.years * 366 + self.months * 31 + self.days) + self.elapsed
+
+    def whole_seconds(self) -> int | None:
+        """The duration in seconds when it has no calendar part and is whole, else None."""
+        if self.is_calendar or self.elapsed.microseconds:
+            return None
+        return int(self.elapsed.total_seconds())
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_duration(text: str) -> Duration:
+    """Integer seconds ("300") or an ISO 8601 duration ("PT5M", "P1M", "P2W"); must be > 0."""
+    text = text.strip()
+    if text.isdigit():
+        duration = Duration(elapsed=timedelta(seconds=int(text)), text=text)
+    else:
+        # isodate reads P1D and PT24H alike, so the date and time halves are read apart.
+        date_part, _, time_part = text.upper().partition("T")
+        try:
+            calendar = isodate.parse_duration(date_part) if date_part != "P" else timedelta(0)
+            elapsed = isodate.parse_duration("PT" + time_part) if time_part else timedelta(0)
+        except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
+            raise ScheduleError(f"{text!r} is not whole seconds or an ISO 8601 duration") from None
+        if not date_part.startswith("P") or isinstance(elapsed, isodate.Duration):
+            raise ScheduleError(f"{text!r} is not whole seconds or an ISO 8601 duration")
+        years = months = 0
+        if isinstance(calendar, isodate.Duration):
+            years, months, calendar = calendar.years, calendar.months, calendar.tdelta
+        if (
+            years != int(years)
+            or months != int(months)
+            or calendar.seconds
+            or calendar.microseconds
+        ):
+            raise ScheduleError(f"{text!r}: years, months, weeks and days must be whole")
+        duration = Duration(int(years), int(months), calendar.days, elapsed, text.upper())
+    if duration.years < 0 or duration.months < 0 or duration.approx() <= timedelta(0):
+        raise ScheduleError(f"{text!r} must be longer than zero")
+    if duration.approx() > MAX_DURATION:
+        raise ScheduleError(f"{text!r} is longer than 100 years")
+    return duration
+
+
+def parse_location(name: str) -> ZoneInfo:
+    """An IANA time zone such as Europe/Istanbul."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ScheduleError(f"{name!r} is not an IANA time zone") from None
+
+
+def parse_cron(expr: str) -> str:
+    """A five- or six-field cron expression, as croniter reads it."""
+    if not croniter.is_valid(expr):
+        raise ScheduleError(f"{expr!r} is not a cron expression")
+    return expr
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Kala's ISO 8601 repeating interval: R[n]/<start>/<duration>; count None = forever."""
+
+    count: int | None
+    start: datetime
+    period: Duration
+
+
+def parse_repeat(text: str) -> Repeat:
+    """Read "R5/2026-01-01T00:00:00Z/PT10S" ("R/..." repeats forever)."""
+    match = REPEAT.match(text.strip())
+    if not match:
+        raise ScheduleError(f"{text!r} is not R[n]/<start>/<duration>")
+    count = int(match[1]) if match[1] else None
+    if count == 0:
+        raise ScheduleError(f"{text!r} repeats zero times")
+    return Repeat(count, parse_instant(match[2], UTC), parse_duration(match[3]))
+
+
+def parse_instant(text: str, location: ZoneInfo) -> datetime:
+    """An ISO 8601 date-time; without an offset it is wall-clock time in location."""
+    try:
+        parsed = isodate.parse_datetime(text.strip())
+    except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
+        raise ScheduleError(f"{text!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        return localize(parsed, location)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ScheduleError(f"{text!r} is out of range") from None
+
+
+def localize(wall: datetime, location: ZoneInfo) -> datetime:
+    """Wall-clock time in location to UTC. A time in a DST gap moves forward by the gap."""
+    return wall.replace(tzinfo=location, fold=0).astimezone(UTC)
+
+
+def add(instant: datetime, duration: Duration, location: ZoneInfo, times: int = 1) -> datetime:
+    """instant + times x duration: calendar part on location's wall clock, then elapsed part."""
+    if duration.is_calendar:
+        wall = instant.astimezone(location).replace(tzinfo=None)
+        step = isodate.Duration(
+            days=duration.days * times, months=duration.months * times, years=duration.years * times
+        )
+        instant = localize(wall + step, location)
+    return instant + duration.elapsed * times
+
+
+def next_cron(expr: str, after: datetime, location: ZoneInfo) -> datetime:
+    """The first cron slot strictly after `after`, on location's wall clock.
+
+    Cron is read on the wall clock so that a slot in the repeated hour of a
+    DST fall-back fires once, and a slot in the spring-forward gap fires at
+    the first instant after the gap.
+    """
+    wall = after.astimezone(location).replace(tzinfo=None)
+    while True:
+        wall = croniter(expr, wall).get_next(datetime)
+        candidate = localize(wall, location)
+        if candidate > after:
+            return candidate
+
+
+def repeat_slot(repeat: Repeat, index: int, location: ZoneInfo) -> datetime:
+    """The index-th (0-based) instant of a repeating interval."""
+    return add(repeat.start, repeat.period, location, times=index)
+
+
+def next_repeat(repeat: Repeat, after: datetime, location: ZoneInfo) -> datetime | None:
+    """The first slot of the repeat strictly after `after`, or None when the repeats are used up."""
+    index = 0
+    if after >= repeat.start and not repeat.period.is_calendar:
+        index = int((after - repeat.start) / repeat.period.elapsed)
+    while repeat_slot(repeat, index, location) <= after:
+        index += 1
+    if repeat.count is not None and index >= repeat.count:
+        return None
+    return repeat_slot(repeat, index, location)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a job repeats: exactly one of interval, cron or repeat, or none for a one-off."""
+
+    interval: Duration | None = None
+    cron: str | None = None
+    repeat: Repeat | None = None
+    location: ZoneInfo = ZoneInfo("UTC")
+    one_off: bool = False
+
+    def first(self, now: datetime) -> datetime:
+        """The first scheduled instant when no first-run is given."""
+        if self.repeat is not None:
+            first = next_repeat(self.repeat, now - timedelta(microseconds=1), self.location)
+            if first is None:
+                raise ScheduleError("the repeat has no runs left")
+            return first
+        if self.cron is not None:
+            return next_cron(self.cron, now, self.location)
+        if self.interval is not None:
+            return add(now, self.interval, self.location)
+        raise ScheduleError("a one-off job needs an interval or a first run")
+
+    def next(self, sched: datetime, now: datetime, fixed_rate: bool = False) -> datetime | None:
+        """The slot after the run scheduled at `sched`, completed at `now`; None means done.
+
+        Missed slots are skipped: a calendar schedule resumes at its first slot
+        after now. Intervals are fixed-delay (now + interval) unless fixed_rate,
+        which keeps the grid sched + k x interval.
+        """
+        if self.one_off:
+            return None
+        if self.repeat is not None:
+            return next_repeat(self.repeat, max(sched, now), self.location)
+        if self.cron is not None:
+            return next_cron(self.cron, max(sched, now), self.location)
+        assert self.interval is not None
+        if not fixed_rate:
+            return add(now, self.interval, self.location)
+        slot = add(sched, self.interval, self.location)
+        if slot <= now and not self.interval.is_calendar:
+            skipped = int((now - slot) / self.interval.elapsed) + 1
+            slot = add(slot, self.interval, self.location, times=skipped)
+        while slot <= now:
+            slot = add(slot, self.interval, self.location)
+        return slot
+
+
+def retry_delay(
+    retries: int, first: float, multiplier: float, maximum: float, jitter: bool = False
+) -> float:
+    """Seconds before retry number retries+1: first x multiplier^retries, capped; full jitter."""
+    delay = min(maximum, first * multiplier ** min(retries, 64))
+    return random.uniform(0, delay) if jitter else delay

@@ -1,0 +1,586 @@
+"""SQLAlchemy Core table and every SQL statement celery-dalga runs.
+
+Run protocol (docs/design.md): claim() gives due rows a fresh token and a
+lease (next_run = now + lease); begin(), complete() and fail() change a row
+only while it still carries the caller's token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError
+
+from celery_dalga import schedules
+from celery_dalga.config import Settings
+from celery_dalga.schedules import Schedule
+from celery_dalga.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def make_table(metadata: MetaData, name: str) -> Table:
+    """The jobs table; `next_run` is indexed for the claim's WHERE and ORDER BY."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Id, primary_key=True, autoincrement=True),
+        Column("job_key", String(64), nullable=False, unique=True),
+        Column("path", String(255), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("interval", String(64)),
+        Column("cron", String(255)),
+        Column("repeat", String(255)),
+        Column("location", String(64), nullable=False, default="UTC"),
+        Column("one_off", Boolean, nullable=False, default=False),
+        Column("enabled", Boolean, nullable=False, default=True),
+        Column("next_run", Instant, index=True),
+        Column("next_sched", Instant),
+        Column("triggered_at", Instant),
+        Column("token", String(32)),
+        Column("success_count", Integer, nullable=False, default=0),
+        Column("error_count", Integer, nullable=False, default=0),
+        Column("last_success", Instant),
+        Column("last_attempt", Instant),
+        Column("last_error", Text),
+        Column("last_duration", Float),
+        Column("created_at", Instant),
+        Index(f"ix_{name}_path_id", "path", "id"),
+    )
+
+
+def job_key(path: str, body: str) -> str:
+    """The unique key of a job: SHA-256 of (path, body)."""
+    return hashlib.sha256(f"{path}\0{body}".encode()).hexdigest()
+
+
+def _naive(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored; instants are aware UTC."""
+
+    id: int
+    path: str
+    body: str
+    interval: str | None
+    cron: str | None
+    repeat: str | None
+    location: str
+    one_off: bool
+    enabled: bool
+    next_run: datetime | None
+    next_sched: datetime | None
+    triggered_at: datetime | None
+    running: bool
+    success_count: int
+    error_count: int
+    last_success: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    last_duration: float | None
+
+    @property
+    def schedule(self) -> Schedule:
+        return _schedule_of(self)
+
+    @classmethod
+    def from_row(cls, row: Row) -> Job:
+        m = row._mapping
+        return cls(
+            id=m["id"],
+            path=m["path"],
+            body=m["body"],
+            interval=m["interval"],
+            cron=m["cron"],
+            repeat=m["repeat"],
+            location=m["location"],
+            one_off=bool(m["one_off"]),
+            enabled=bool(m["enabled"]),
+            next_run=_aware(m["next_run"]),
+            next_sched=_aware(m["next_sched"]),
+            triggered_at=_aware(m["triggered_at"]),
+            running=m["token"] is not None,
+            success_count=m["success_count"],
+            error_count=m["error_count"],
+            last_success=_aware(m["last_success"]),
+            last_attempt=_aware(m["last_attempt"]),
+            last_error=m["last_error"],
+            last_duration=m["last_duration"],
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One dispatch of a job: what the http_callback task carries."""
+
+    job_id: int
+    key: str
+    path: str
+    body: str
+    sched: datetime
+    token: str
+    manual: bool = False
+
+    @property
+    def task_id(self) -> str:
+        """Stable for (job, scheduled instant): a re-delivery shows as the same run."""
+        kind = "trigger" if self.manual else "sched"
+        return f"dalga-{self.key[:16]}-{kind}-{self.sched.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return hashlib.sha256(f"{self.key}|{self.task_id}".encode()).hexdigest()[:32]
+
+
+def make_engine(url: str) -> Engine:
+    """An engine that reconnects by itself; SQLite in WAL mode with immediate transactions."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA busy_timeout=30000")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 3600}
+    if url.startswith(("mysql", "mariadb")):
+        options.update(isolation_level="READ COMMITTED", connect_args={"charset": "utf8mb4"})
+    return create_engine(url, **options)
+
+
+class Store:
+    """The jobs table and the operations on it."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        table: str = "dalga",
+        *,
+        fixed_intervals: bool = False,
+        epsilon: float = 0.0,
+        retry_stop_after: float = 0.0,
+    ):
+        self.engine = engine
+        self.table = make_table(MetaData(), table)
+        self.fixed_intervals = fixed_intervals
+        self.epsilon = timedelta(seconds=epsilon)
+        self.retry_stop_after = timedelta(seconds=retry_stop_after)
+        self.clock: Callable[[], datetime] | None = None
+
+    # -- time and transactions ------------------------------------------------
+
+    def now(self, conn: Connection | None = None) -> datetime:
+        """The one "now": the database's clock (or self.clock, which tests may set)."""
+        if self.clock is not None:
+            return self.clock()
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            return datetime.now(UTC)
+        query = (
+            "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
+            if dialect == "postgresql"
+            else "SELECT UTC_TIMESTAMP(6)"
+        )
+        if conn is None:
+            with self.engine.connect() as own:
+                return _aware(own.execute(text(query)).scalar_one())
+        return _aware(conn.execute(text(query)).scalar_one())
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def create_table(self) -> None:
+        """Create the table and its indexes if they are missing."""
+        self.table.metadata.create_all(self.engine, checkfirst=True)
+
+    def drop_table(self) -> None:
+        self.table.metadata.drop_all(self.engine, checkfirst=True)
+
+    # -- the HTTP interface ---------------------------------------------------
+
+    def _select_key(self, conn: Connection, key: str, lock: bool = False) -> Row | None:
+        query = select(self.table).where(self.table.c.job_key == key)
+        if lock:
+            query = query.with_for_update()
+        return conn.execute(query).first()
+
+    def put(self, spec: JobSpec) -> Job:
+        """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
+        t, key = self.table, job_key(spec.path, spec.body)
+        with self._tx() as conn:
+            now = self.now(conn)
+            first = _naive(spec.first_sched(now))
+            sched = spec.schedule
+            values = {
+                "interval": str(sched.interval) if sched.interval else None,
+                "cron": sched.cron,
+                "repeat": f"R{sched.repeat.count or ''}/{sched.repeat.start.isoformat()}/"
+                f"{sched.repeat.period}"
+                if sched.repeat
+                else None,
+                "location": sched.location.key,
+                "one_off": sched.one_off,
+                "enabled": True,
+                "next_sched": first,
+                "triggered_at": None,
+            }
+            changed = conn.execute(
+                update(t)
+                .where(t.c.job_key == key)
+                .values(**values, next_run=func.coalesce(_if_running(t, t.c.next_run), first))
+            ).rowcount
+            if not changed:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(
+                            insert(t).values(
+                                **values,
+                                job_key=key,
+                                path=spec.path,
+                                body=spec.body,
+                                next_run=first,
+                                created_at=_naive(now),
+                            )
+                        )
+                except IntegrityError:
+                    conn.execute(
+                        update(t)
+                        .where(t.c.job_key == key)
+                        .values(
+                            **values, next_run=func.coalesce(_if_running(t, t.c.next_run), first)
+                        )
+                    )
+            return Job.from_row(self._select_key(conn, key))
+
+    def get(self, path: str, body: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = self._select_key(conn, job_key(path, body))
+        return Job.from_row(row) if row else None
+
+    def delete(self, path: str, body: str) -> bool:
+        """Cancel the job; an in-flight run finds its token gone and stops."""
+        with self._tx() as conn:
+            gone = conn.execute(
+                delete(self.table).where(self.table.c.job_key == job_key(path, body))
+            ).rowcount
+        return bool(gone)
+
+    def trigger(self, path: str, body: str) -> Job | None:
+        """Run the job once, now, leaving its schedule as it is."""
+        t, key = self.table, job_key(path, body)
+        with self._tx() as conn:
+            now = _naive(self.now(conn))
+            found = conn.execute(
+                update(t)
+                .where(t.c.job_key == key)
+                .values(
+                    triggered_at=now,
+                    next_run=func.coalesce(_if_running(t, t.c.next_run), now),
+                )
+            ).rowcount
+            return Job.from_row(self._select_key(conn, key)) if found else None
+
+    def set_enabled(self, path: str, body: str, enabled: bool) -> Job | None:
+        """Pause or resume. Resuming an idle job schedules its next slot from now."""
+        key = job_key(path, body)
+        with self._tx() as conn:
+            row = self._select_key(conn, key, lock=True)
+            if row is None:
+                return None
+            job = Job.from_row(row)
+            values: dict[str, Any] = {"enabled": enabled}
+            if not job.running:
+                if not enabled:
+                    values["next_run"] = _naive(job.triggered_at) if job.triggered_at else None
+                elif not job.enabled:
+                    now = self.now(conn)
+                    nxt = job.next_sched
+                    if nxt is None or nxt < now:
+                        nxt = job.schedule.next(nxt or now, now, self.fixed_intervals)
+                    if nxt is None:
+                        nxt = now
+                    values.update(
+                        next_sched=_naive(nxt),
+                        next_run=_naive(min(nxt, job.triggered_at) if job.triggered_at else nxt),
+                    )
+            conn.execute(update(self.table).where(self.table.c.id == job.id).values(**values))
+            return Job.from_row(self._select_key(conn, key))
+
+    def list(self, path: str | None = None, after: int = 0, limit: int = 100) -> list[Job]:
+        """Jobs in id order after the cursor `after`, optionally only those with this path."""
+        t = self.table
+        query = select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)
+        if path is not None:
+            query = query.where(t.c.path == path)
+        with self.engine.connect() as conn:
+            return [Job.from_row(r) for r in conn.execute(query)]
+
+    def status(self) -> dict[str, Any]:
+        """Totals, runs in flight, due runs waiting, and how late the oldest due run is."""
+        t = self.table
+        with self.engine.connect() as conn:
+            now = self.now(conn)
+            total, disabled = conn.execute(
+                select(func.count(), func.coalesce(func.sum(_int(~t.c.enabled)), 0))
+            ).one()
+            running = conn.execute(
+                select(func.count()).where(t.c.token.is_not(None), t.c.next_run > _naive(now))
+            ).scalar_one()
+            pending, oldest = conn.execute(
+                select(func.count(), func.min(t.c.next_run)).where(t.c.next_run <= _naive(now))
+            ).one()
+        lag = (now - _aware(oldest)).total_seconds() if oldest else 0.0
+        return {
+            "total": total,
+            "disabled": int(disabled),
+            "running": running,
+            "pending": pending,
+            "lag": round(lag, 3),
+            "now": now.isoformat(),
+        }
+
+    # -- the run protocol -----------------------------------------------------
+
+    def claim(self, limit: int, lease: float) -> list[Run]:
+        """Take up to `limit` due rows, give them one fresh token and a lease; return the runs."""
+        t = self.table
+        with self._tx() as conn:
+            now = self.now(conn)
+            rows = conn.execute(
+                select(
+                    t.c.id,
+                    t.c.job_key,
+                    t.c.path,
+                    t.c.body,
+                    t.c.next_sched,
+                    t.c.triggered_at,
+                    t.c.enabled,
+                    t.c.one_off,
+                    t.c.interval,
+                    t.c.cron,
+                    t.c.repeat,
+                    t.c.location,
+                    t.c.token,
+                )
+                .where(t.c.next_run <= _naive(now))
+                .order_by(t.c.next_run)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return []
+            token = uuid.uuid4().hex
+            runs = []
+            for row in rows:
+                run = self._run_for(conn, row, token, now)
+                if run is not None:
+                    runs.append(run)
+            if runs:
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_([r.job_id for r in runs]))
+                    .values(token=token, next_run=_naive(now + timedelta(seconds=lease)))
+                )
+        return runs
+
+    def _run_for(self, conn: Connection, row: Row, token: str, now: datetime) -> Run | None:
+        """Decide what a due row means: a scheduled run, a triggered run, or nothing to send."""
+        sched, triggered = _aware(row.next_sched), _aware(row.triggered_at)
+        manual = triggered is not None and (not row.enabled or sched is None or sched > now)
+        if manual:
+            return Run(row.id, row.job_key, row.path, row.body, triggered, token, manual=True)
+        if not row.enabled or sched is None:
+            self._write(conn, row.id, token=None, next_run=None)
+            return None
+        if self.epsilon and not row.one_off and now - sched > self.epsilon:
+            nxt = _schedule_of(row).next(sched, now, self.fixed_intervals)
+            log.warning(
+                "skipped run missed by more than epsilon path=%s body=%s sched=%s",
+                row.path,
+                row.body,
+                sched.isoformat(),
+            )
+            if nxt is None:
+                conn.execute(delete(self.table).where(self.table.c.id == row.id))
+            else:
+                self._write(conn, row.id, token=None, next_sched=_naive(nxt), next_run=_naive(nxt))
+            return None
+        return Run(row.id, row.job_key, row.path, row.body, sched, token)
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the earliest next_run (0 if due now); None when nothing is scheduled."""
+        with self.engine.connect() as conn:
+            now = self.now(conn)
+            earliest = conn.execute(select(func.min(self.table.c.next_run))).scalar_one()
+        if earliest is None:
+            return None
+        return max(0.0, (_aware(earliest) - now).total_seconds())
+
+    def begin(self, run: Run, lease: float) -> bool:
+        """Fence a delivery: True (and the lease renewed) only if the row still has run's token."""
+        t = self.table
+        with self._tx() as conn:
+            now = self.now(conn)
+            return bool(
+                conn.execute(
+                    update(t)
+                    .where(t.c.id == run.job_id, t.c.token == run.token)
+                    .values(
+                        next_run=_naive(now + timedelta(seconds=lease)), last_attempt=_naive(now)
+                    )
+                ).rowcount
+            )
+
+    def _held(self, conn: Connection, run: Run) -> Row | None:
+        t = self.table
+        return conn.execute(
+            select(t).where(t.c.id == run.job_id, t.c.token == run.token).with_for_update()
+        ).first()
+
+    def _write(self, conn: Connection, job_id: int, **values: Any) -> None:
+        conn.execute(update(self.table).where(self.table.c.id == job_id).values(**values))
+
+    def complete(self, run: Run, delete_job: bool, duration: float) -> str:
+        """Apply a success: delete, or release the token and set the next run. Token-guarded."""
+        with self._tx() as conn:
+            row = self._held(conn, run)
+            if row is None:
+                return "stale"
+            job = Job.from_row(row)
+            now = self.now(conn)
+            nxt = job.next_sched
+            if not run.manual and job.next_sched == run.sched:
+                nxt = job.schedule.next(run.sched, now, self.fixed_intervals)
+            if delete_job or nxt is None:
+                conn.execute(delete(self.table).where(self.table.c.id == job.id))
+                return "deleted"
+            pending_trigger = job.triggered_at
+            if run.manual and job.triggered_at == run.sched:
+                pending_trigger = None
+            next_run = nxt if job.enabled else None
+            if pending_trigger is not None:
+                next_run = now
+            self._write(
+                conn,
+                job.id,
+                token=None,
+                next_sched=_naive(nxt),
+                next_run=_naive(next_run) if next_run else None,
+                triggered_at=_naive(pending_trigger) if pending_trigger else None,
+                success_count=job.success_count + 1,
+                last_success=_naive(now),
+                last_duration=duration,
+            )
+            return "done"
+
+    def fail(self, run: Run, error: str, retry_in: float, lease: float) -> str:
+        """Record a failed attempt. "retry" extends the lease over the wait; "gave_up" disables
+        the job (retry_stop_after passed); "stale"/"stopped" mean the run is no longer ours."""
+        with self._tx() as conn:
+            row = self._held(conn, run)
+            if row is None:
+                return "stale"
+            now = self.now(conn)
+            counts = {"error_count": row.error_count + 1, "last_error": error[:2000]}
+            if not row.enabled and not run.manual:
+                self._write(conn, row.id, token=None, next_run=None, **counts)
+                return "stopped"
+            if self.retry_stop_after and now - run.sched > self.retry_stop_after:
+                self._write(
+                    conn,
+                    row.id,
+                    token=None,
+                    next_run=None,
+                    enabled=False,
+                    triggered_at=None,
+                    **counts,
+                )
+                return "gave_up"
+            self._write(
+                conn, row.id, next_run=_naive(now + timedelta(seconds=retry_in + lease)), **counts
+            )
+            return "retry"
+
+
+def _schedule_of(job: Any) -> Schedule:
+    """The Schedule of a Job or a row with the schedule columns."""
+    return Schedule(
+        interval=schedules.parse_duration(job.interval) if job.interval else None,
+        cron=job.cron,
+        repeat=schedules.parse_repeat(job.repeat) if job.repeat else None,
+        location=ZoneInfo(job.location),
+        one_off=bool(job.one_off),
+    )
+
+
+def _if_running(t: Table, value: Any) -> Any:
+    """`value` while a run holds the row (token set), else NULL."""
+    return case((t.c.token.is_not(None), value), else_=None)
+
+
+def _int(condition: Any) -> Any:
+    return case((condition, 1), else_=0)
+
+
+@lru_cache(maxsize=8)
+def store_for(settings: Settings) -> Store:
+    """The process's Store for these settings (one engine and pool per process)."""
+    return Store(
+        make_engine(settings.database_url),
+        settings.table,
+        fixed_intervals=settings.fixed_intervals,
+        epsilon=settings.epsilon,
+        retry_stop_after=settings.retry_stop_after,
+    )
