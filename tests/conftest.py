@@ -1,0 +1,188 @@
+"""Fixtures that talk to the real thing: MariaDB, PostgreSQL, Redis, a Celery worker, HTTP.
+
+A missing service skips its tests on a developer machine and fails them under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from celery_dalga.config import Settings
+from celery_dalga.store import Store, make_engine
+
+RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+MARIADB_SERVER = os.environ.get("DALGA_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
+POSTGRES_SERVER = os.environ.get("DALGA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+REDIS_DB = int(os.environ.get("DALGA_TEST_REDIS_DB", "11"))
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+
+
+def _reachable(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def require(name: str, port: int) -> None:
+    """Skip when a service is down, except under CI=true, where that is a failure."""
+    if _reachable(port):
+        return
+    message = f"{name} is not running on 127.0.0.1:{port}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: services are required)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    require("MariaDB", 3306)
+    name = f"cdalga_{RUN_ID}"
+    server = create_engine(MARIADB_SERVER)
+    with server.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    yield f"{MARIADB_SERVER}/{name}"
+    with server.begin() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    server.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    require("PostgreSQL", 5432)
+    name = f"cdalga_{RUN_ID}"
+    server = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield f"{POSTGRES_SERVER}/{name}"
+    with server.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    server.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require("Redis", 6379)
+    return REDIS_URL
+
+
+def unique_table() -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_store():
+    """make_store(url, **settings) -> a Store on a fresh table, dropped afterwards."""
+    made: list[Store] = []
+
+    def make(url: str, **options) -> Store:
+        store = Store(make_engine(url), unique_table(), **options)
+        store.create_table()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.drop_table()
+        store.engine.dispose()
+
+
+@pytest.fixture(params=["mariadb", "postgres", "sqlite"])
+def any_db_url(request, tmp_path) -> str:
+    """Each store test runs on MariaDB, PostgreSQL and SQLite."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.sqlite3"
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@dataclass
+class Call:
+    path: str
+    body: str
+    sched: str
+    idempotency_key: str
+    content_type: str
+    at: float
+
+
+@dataclass
+class Endpoint:
+    """A real HTTP endpoint on 127.0.0.1 that records every call it gets."""
+
+    base_url: str = ""
+    calls: list[Call] = field(default_factory=list)
+    script: dict[str, list[int]] = field(default_factory=dict)
+    delay: dict[str, float] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    max_in_flight: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def calls_to(self, path: str) -> list[Call]:
+        with self.lock:
+            return [c for c in self.calls if c.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 20.0) -> list[Call]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            calls = self.calls_to(path)
+            if len(calls) >= count:
+                return calls
+            time.sleep(0.05)
+        raise AssertionError(f"{path}: {len(self.calls_to(path))} calls, wanted {count}")
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    recorder = Endpoint()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            path = self.path.lstrip("/")
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+            with recorder.lock:
+                recorder.in_flight[path] = recorder.in_flight.get(path, 0) + 1
+                recorder.max_in_flight[path] = max(recorder.max_in_flight.get(path, 0),
+                                                   recorder.in_flight[path])
+                recorder.calls.append(Call(path, body, self.headers.get("Dalga-Sched", ""),
+                                           self.headers.get("Idempotency-Key", ""),
+                                           self.headers.get("Content-Type", ""), time.monotonic()))
+                statuses = recorder.script.get(path)
+                status = statuses.pop(0) if statuses else 200
+            time.sleep(recorder.delay.get(path, 0))
+            with recorder.lock:
+                recorder.in_flight[path] -= 1
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass  # the client gave up (a timeout test)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    recorder.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield recorder
+    server.shutdown()
+    server.server_close()
+
+
+def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **extra) -> Settings:
+    """Test settings: fast retries and a short beat loop."""
+    values = dict(database_url=url, table=table, base_url=base_url, callback_timeout=2.0,
+                  lease=10.0, retry_interval=0.3, retry_max_interval=5.0, max_interval=0.2)
+    values.update(extra)
+    return Settings(**values)

@@ -1,0 +1,235 @@
+"""The store on MariaDB, PostgreSQL and SQLite: CRUD, listing, claim, tokens, leases."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from celery_dalga.spec import parse_spec
+from celery_dalga.store import Store
+
+
+def spec(path="feeds", body="1", **params):
+    return parse_spec(path, body, {k.replace("_", "-"): v for k, v in params.items()})
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start=datetime(2026, 6, 1, 12, 0, tzinfo=UTC)):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def store(any_db_url, make_store) -> Store:
+    return make_store(any_db_url)
+
+
+@pytest.fixture
+def clock(store) -> Clock:
+    store.clock = Clock()
+    return store.clock
+
+
+def test_create_table_is_idempotent(store):
+    store.create_table()
+    store.create_table()
+    assert store.list() == []
+
+
+def test_database_clock_is_used_when_no_clock_is_set(store):
+    assert abs((store.now() - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_put_get_delete_and_long_bodies(store, clock):
+    long_body = "b" * 60000
+    job = store.put(spec(body=long_body, interval="60"))
+    assert job.body == long_body and job.interval == "60"
+    assert job.next_run == job.next_sched == clock.now + timedelta(seconds=60)
+    assert store.get("feeds", long_body).id == job.id
+    assert store.get("feeds", "other") is None
+    assert store.delete("feeds", long_body) is True
+    assert store.delete("feeds", long_body) is False
+
+
+def test_put_again_reschedules_the_same_row(store, clock):
+    first = store.put(spec(interval="60"))
+    again = store.put(spec(cron="0 * * * *", location="Europe/Istanbul"))
+    assert again.id == first.id
+    assert (again.cron, again.interval, again.location) == ("0 * * * *", None, "Europe/Istanbul")
+    assert len(store.list()) == 1
+
+
+def test_keyset_listing_with_path_filter(store, clock):
+    for i in range(7):
+        store.put(spec(path="a" if i % 2 else "b", body=str(i), interval="60"))
+    page1 = store.list(limit=3)
+    page2 = store.list(after=page1[-1].id, limit=3)
+    page3 = store.list(after=page2[-1].id, limit=3)
+    assert [j.body for j in page1 + page2 + page3] == [str(i) for i in range(7)]
+    assert [j.body for j in store.list(path="a")] == ["1", "3", "5"]
+
+
+def test_claim_takes_due_rows_in_order_with_one_token_and_a_lease(store, clock):
+    store.put(spec(body="late", one_off="true", immediate="true"))
+    clock.advance(1)
+    store.put(spec(body="later", interval="5", immediate="true"))
+    store.put(spec(body="future", interval="60"))
+    clock.advance(1)
+    runs = store.claim(10, lease=30)
+    assert [r.body for r in runs] == ["late", "later"]
+    assert len({r.token for r in runs}) == 1
+    assert store.get("feeds", "late").next_run == clock.now + timedelta(seconds=30)
+    assert store.claim(10, lease=30) == []
+    clock.advance(31)
+    again = store.claim(10, lease=30)
+    assert {r.body for r in again} == {"late", "later"}
+    assert again[0].token != runs[0].token
+    assert {r.sched for r in again} == {r.sched for r in runs}
+    assert {r.idempotency_key for r in again} == {r.idempotency_key for r in runs}
+
+
+def test_claim_respects_the_batch_limit(store, clock):
+    for i in range(5):
+        store.put(spec(body=str(i), one_off="1", immediate="1"))
+    assert len(store.claim(3, lease=30)) == 3
+    assert len(store.claim(3, lease=30)) == 2
+
+
+def test_stale_token_is_fenced_out(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    old = store.claim(10, lease=5)[0]
+    clock.advance(6)
+    new = store.claim(10, lease=5)[0]
+    assert store.begin(old, lease=5) is False
+    assert store.complete(old, delete_job=False, duration=0.1) == "stale"
+    assert store.fail(old, "x", retry_in=1, lease=5) == "stale"
+    assert store.begin(new, lease=5) is True
+
+
+def test_completion_sets_next_run_and_counts(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    run = store.claim(10, lease=30)[0]
+    clock.advance(2)
+    assert store.complete(run, delete_job=False, duration=0.25) == "done"
+    job = store.get("feeds", "1")
+    assert not job.running and job.success_count == 1 and job.last_duration == 0.25
+    assert job.next_run == job.next_sched == clock.now + timedelta(seconds=10)
+
+
+def test_one_off_and_204_delete(store, clock):
+    store.put(spec(body="once", one_off="true", immediate="true"))
+    store.put(spec(body="gone", interval="10", immediate="true"))
+    runs = {r.body: r for r in store.claim(10, lease=30)}
+    assert store.complete(runs["once"], delete_job=False, duration=0) == "deleted"
+    assert store.complete(runs["gone"], delete_job=True, duration=0) == "deleted"
+    assert store.list() == []
+
+
+def test_failure_extends_the_lease_and_gives_up_after_retry_stop_after(any_db_url, make_store):
+    store = make_store(any_db_url, retry_stop_after=60)
+    store.clock = clock = Clock()
+    store.put(spec(interval="10", immediate="true"))
+    run = store.claim(10, lease=30)[0]
+    assert store.fail(run, "HTTP 500", retry_in=4, lease=30) == "retry"
+    job = store.get("feeds", "1")
+    assert job.next_run == clock.now + timedelta(seconds=34)
+    assert (job.error_count, job.last_error, job.next_sched) == (1, "HTTP 500", run.sched)
+    clock.advance(61)
+    assert store.fail(run, "HTTP 503", retry_in=8, lease=30) == "gave_up"
+    job = store.get("feeds", "1")
+    assert (job.enabled, job.next_run, job.running, job.last_error) == (False, None, False,
+                                                                      "HTTP 503")
+
+
+def test_put_during_a_run_keeps_the_lease_and_the_run_applies_the_new_schedule(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    run = store.claim(10, lease=30)[0]
+    clock.advance(1)
+    job = store.put(spec(interval="100", immediate="true"))
+    assert job.running and job.next_run == clock.now + timedelta(seconds=29)
+    assert store.claim(10, lease=30) == []
+    store.complete(run, delete_job=False, duration=0)
+    job = store.get("feeds", "1")
+    assert job.next_sched == job.next_run == clock.now
+
+
+def test_trigger_runs_once_without_changing_the_schedule(store, clock):
+    scheduled = store.put(spec(interval="3600")).next_sched
+    store.trigger("feeds", "1")
+    run = store.claim(10, lease=30)[0]
+    assert run.manual and run.sched == clock.now
+    store.complete(run, delete_job=False, duration=0)
+    job = store.get("feeds", "1")
+    assert job.next_sched == job.next_run == scheduled and job.triggered_at is None
+    assert store.trigger("feeds", "missing") is None
+
+
+def test_disable_and_enable(store, clock):
+    store.put(spec(interval="60"))
+    job = store.set_enabled("feeds", "1", enabled=False)
+    assert not job.enabled and job.next_run is None
+    clock.advance(600)
+    assert store.claim(10, lease=30) == []
+    job = store.set_enabled("feeds", "1", enabled=True)
+    assert job.enabled and job.next_run == clock.now + timedelta(seconds=60)
+
+
+def test_disable_during_a_run_stops_its_retries(store, clock):
+    store.put(spec(interval="60", immediate="true"))
+    run = store.claim(10, lease=30)[0]
+    store.set_enabled("feeds", "1", enabled=False)
+    assert store.fail(run, "HTTP 500", retry_in=1, lease=30) == "stopped"
+    assert store.get("feeds", "1").next_run is None
+
+
+def test_epsilon_skips_a_run_missed_by_too_much(any_db_url, make_store):
+    store = make_store(any_db_url, epsilon=30)
+    store.clock = clock = Clock()
+    store.put(spec(body="periodic", interval="60"))
+    store.put(spec(body="once", one_off="1", interval="60"))
+    clock.advance(60 + 31)
+    runs = store.claim(10, lease=30)
+    assert [r.body for r in runs] == ["once"]
+    assert store.get("feeds", "periodic").next_sched == clock.now + timedelta(seconds=60)
+
+
+def test_status_counts(store, clock):
+    store.put(spec(body="a", interval="60", immediate="1"))
+    store.put(spec(body="b", interval="60", immediate="1"))
+    store.put(spec(body="c", interval="60"))
+    store.set_enabled("feeds", "c", enabled=False)
+    clock.advance(5)
+    status = store.status()
+    assert (status["total"], status["pending"], status["running"], status["disabled"]) == (3, 2, 0, 1)
+    assert status["lag"] == 5.0
+    store.claim(1, lease=30)
+    status = store.status()
+    assert (status["pending"], status["running"]) == (1, 1)
+
+
+def test_seconds_until_due(store, clock):
+    assert store.seconds_until_due() is None
+    store.put(spec(interval="42"))
+    assert store.seconds_until_due() == 42.0
+
+
+def test_claim_query_is_served_by_the_next_run_index(mariadb_url, make_store):
+    store = make_store(mariadb_url)
+    with store.engine.begin() as conn:
+        conn.execute(text(
+            f"INSERT INTO {store.table.name} (job_key, path, body, location, one_off, enabled, "
+            "next_run, success_count, error_count) SELECT SHA2(seq, 256), 'p', seq, 'UTC', 0, 1, "
+            "NOW() - INTERVAL seq SECOND, 0, 0 FROM seq_1_to_2000"))
+        conn.execute(text(f"ANALYZE TABLE {store.table.name}"))
+        plan = conn.execute(text(
+            f"EXPLAIN SELECT id FROM {store.table.name} WHERE next_run <= NOW() "
+            "ORDER BY next_run LIMIT 500 FOR UPDATE SKIP LOCKED")).mappings().one()
+    assert plan["key"] == f"ix_{store.table.name}_next_run"
+    assert "filesort" not in (plan["Extra"] or "").lower()
