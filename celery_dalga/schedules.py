@@ -57,6 +57,8 @@ def parse_duration(text: str) -> Duration:
     """Integer seconds ("300") or an ISO 8601 duration ("PT5M", "P1M", "P2W"); must be > 0."""
     text = text.strip()
     if text.isdigit():
+        if len(text) > 10:
+            raise ScheduleError(f"{text!r} is longer than 100 years")
         duration = Duration(elapsed=timedelta(seconds=int(text)), text=text)
     else:
         # isodate reads P1D and PT24H alike, so the date and time halves are read apart.

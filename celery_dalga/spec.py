@@ -63,7 +63,7 @@ def _field(params: Mapping[str, str], name: str, parse):
         return None
     try:
         return parse(params[name])
-    except (ScheduleError, ValueError) as exc:
+    except (ScheduleError, ValueError, OverflowError) as exc:
         raise InvalidParameter(name, str(exc)) from None
 
 

@@ -9,7 +9,6 @@ from typing import Any
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Rule
 
 from celery_dalga.config import Settings
 from celery_dalga.spec import InvalidParameter, check_key, parse_spec
@@ -18,6 +17,7 @@ from celery_dalga.values import parse_bool
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
+JOB_METHODS = {"GET", "PUT", "DELETE", "POST", "PATCH"}
 
 
 def _iso(instant: datetime | None) -> str | None:
@@ -81,7 +81,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
     app = Flask(__name__)
     app.url_map.merge_slashes = False
     store = store or store_for(settings)
-    not_found = ("job not found", 404)
+    not_found = (404, "job not found")
 
     def job_route(rest: str):
         path, body = _split(rest, settings.max_body)
@@ -126,15 +126,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         log.info("%sd path=%s body=%s", wants[0], path, body)
         return jsonify(job_json(job)), 200
 
-    app.url_map.add(
-        Rule(
-            "/jobs/<path:rest>",
-            endpoint="job",
-            merge_slashes=False,
-            methods=["GET", "PUT", "DELETE", "POST", "PATCH"],
-        )
-    )
-    app.view_functions["job"] = job_route
+    @app.before_request
+    def jobs_route():
+        """/jobs/{path}/{body}, split by hand: Werkzeug's router cannot match empty segments,
+        and an empty path or body deserves a 400 naming it rather than a 404."""
+        if request.path.startswith("/jobs/") and request.method in JOB_METHODS:
+            return job_route(request.path[len("/jobs/") :])
+        return None
 
     @app.get("/jobs")
     def list_jobs():
