@@ -12,6 +12,7 @@ def make_app(settings: Settings) -> Celery:
     app = Celery("celery_dalga", broker=settings.broker_url, include=["celery_dalga.tasks"])
     app.conf.update(
         beat_scheduler="celery_dalga.Scheduler",
+        task_default_queue=settings.queue,
         beat_max_loop_interval=settings.max_interval,
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,

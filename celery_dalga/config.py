@@ -29,6 +29,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 34006
     table: str = "dalga"
+    queue: str = "celery"
     callback_timeout: float = 10.0
     lease: float = 60.0
     retry_interval: float = 1.0

@@ -121,7 +121,7 @@ class Endpoint:
     base_url: str = ""
     calls: list[Call] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=dict)
-    delay: dict[str, float] = field(default_factory=dict)
+    delays: dict[str, list[float]] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -157,7 +157,9 @@ def endpoint() -> Iterator[Endpoint]:
                                            self.headers.get("Content-Type", ""), time.monotonic()))
                 statuses = recorder.script.get(path)
                 status = statuses.pop(0) if statuses else 200
-            time.sleep(recorder.delay.get(path, 0))
+                delays = recorder.delays.get(path)
+                delay = delays.pop(0) if delays else 0
+            time.sleep(delay)
             with recorder.lock:
                 recorder.in_flight[path] -= 1
             try:
@@ -186,3 +188,60 @@ def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **e
                   lease=10.0, retry_interval=0.3, retry_max_interval=5.0, max_interval=0.2)
     values.update(extra)
     return Settings(**values)
+
+
+@dataclass
+class Stack:
+    """A running celery-dalga: beat loop, Celery worker, API client, on MariaDB and Redis."""
+
+    app: object
+    settings: Settings
+    store: Store
+    api: object
+    endpoint: Endpoint
+
+
+@pytest.fixture
+def make_stack(mariadb_url, redis_url, endpoint):
+    """make_stack(**settings) starts a real worker (threads pool) and a beat Service thread."""
+    from celery import Celery, beat
+    from celery.contrib.testing.worker import start_worker
+
+    from celery_dalga.config import as_celery_conf
+    from celery_dalga.scheduler import Scheduler
+    from celery_dalga.store import store_for
+    from webapi import create_app
+
+    stops = []
+
+    def make(**extra) -> Stack:
+        queue = f"dalga-test-{uuid.uuid4().hex[:8]}"
+        settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue,
+                               **extra)
+        app = Celery("dalga-test", broker=redis_url, include=["celery_dalga.tasks"],
+                     set_as_current=False)
+        app.conf.update(task_default_queue=queue, broker_connection_retry_on_startup=True,
+                        task_ignore_result=True, **as_celery_conf(settings))
+        store = store_for(settings)
+        store.create_table()
+        worker = start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
+                              shutdown_timeout=10)
+        worker.__enter__()
+        service = beat.Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
+        thread = threading.Thread(target=service.start, daemon=True)
+        thread.start()
+
+        def stop():
+            service.stop()
+            thread.join(5)
+            worker.__exit__(None, None, None)
+            with app.connection_for_write() as conn:
+                conn.default_channel.client.delete(queue)
+            store.drop_table()
+
+        stops.append(stop)
+        return Stack(app, settings, store, create_app(settings, store).test_client(), endpoint)
+
+    yield make
+    for stop in stops:
+        stop()

@@ -1,0 +1,51 @@
+"""Two real `celery beat` processes on one MariaDB table: every run dispatched exactly once."""
+
+import base64
+import json
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+
+import redis
+
+from celery_dalga.spec import parse_spec
+from celery_dalga.store import store_for
+from conftest import settings_on, unique_table
+from processes import celery, dalga_env, start, stop
+
+JOBS = 300
+
+
+def test_two_beats_dispatch_each_one_off_job_exactly_once(mariadb_url, redis_url, tmp_path):
+    queue = f"dalga-beats-{uuid.uuid4().hex[:8]}"
+    settings = settings_on(mariadb_url, unique_table(), queue=queue, batch_size=20,
+                           max_interval=0.2, lease=60.0)
+    store = store_for(settings)
+    store.create_table()
+    env = dalga_env(settings, broker_url=redis_url)
+    beats = [start(celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "INFO"),
+                   env, tmp_path, f"beat{i}.log") for i in range(2)]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        start_at = store.now() + timedelta(seconds=3)
+        for i in range(JOBS):
+            first = (start_at + timedelta(milliseconds=10 * i)).isoformat()
+            store.put(parse_spec("beats", str(i), {"one-off": "true", "first-run": first}))
+        deadline = time.monotonic() + 60
+        while client.llen(queue) < JOBS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.5)  # any duplicate dispatch would arrive in this window
+        messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
+    finally:
+        codes = [stop(b) for b in beats]
+        client.delete(queue)
+        store.drop_table()
+    bodies = Counter(json.loads(base64.b64decode(m["body"]))[1]["body"] for m in messages)
+    assert len(messages) == JOBS, f"{len(messages)} messages for {JOBS} jobs"
+    assert set(bodies) == {str(i) for i in range(JOBS)} and max(bodies.values()) == 1
+    assert len({m["headers"]["id"] for m in messages}) == JOBS
+    assert all(m["headers"]["task"] == "celery_dalga.http_callback" for m in messages)
+    logs = [b.log_path.read_text() for b in beats]
+    assert all("Traceback" not in log for log in logs), logs
+    assert codes == [0, 0]

@@ -1,0 +1,128 @@
+"""End to end on MariaDB + Redis: beat claims, a real Celery worker POSTs to a real endpoint."""
+
+import time
+
+from celery_dalga.scheduler import TASK_NAME
+
+
+def test_interval_job_is_called_repeatedly_with_the_callback_contract(make_stack):
+    stack = make_stack()
+    assert stack.api.put("/jobs/feeds/42?interval=1&immediate=true").status_code == 201
+    calls = stack.endpoint.wait_for("feeds", 3, timeout=15)
+    assert all(c.body == "42" and c.content_type.startswith("text/plain") for c in calls)
+    assert len({c.sched for c in calls}) == len(calls)
+    assert len({c.idempotency_key for c in calls}) == len(calls)
+    assert stack.store.get("feeds", "42").success_count >= 3
+
+
+def test_one_off_job_is_called_once_and_is_gone(make_stack):
+    stack = make_stack()
+    stack.api.put("/jobs/remind/7?one-off=true&immediate=true")
+    stack.endpoint.wait_for("remind", 1)
+    _wait(lambda: stack.store.get("remind", "7") is None)
+    time.sleep(1)
+    assert len(stack.endpoint.calls_to("remind")) == 1
+
+
+def test_204_deletes_the_job(make_stack):
+    stack = make_stack()
+    stack.endpoint.script["expire"] = [204]
+    stack.api.put("/jobs/expire/1?interval=1&immediate=true")
+    stack.endpoint.wait_for("expire", 1)
+    _wait(lambda: stack.api.get("/jobs/expire/1").status_code == 404)
+    time.sleep(1.5)
+    assert len(stack.endpoint.calls_to("expire")) == 1
+
+
+def test_500_twice_then_200_is_retried_with_backoff_and_the_same_sched(make_stack):
+    stack = make_stack(retry_interval=0.5)
+    stack.endpoint.script["flaky"] = [500, 500, 200]
+    stack.api.put("/jobs/flaky/1?one-off=true&immediate=true")
+    calls = stack.endpoint.wait_for("flaky", 3, timeout=20)
+    assert len({c.sched for c in calls}) == 1
+    assert len({c.idempotency_key for c in calls}) == 1
+    first_gap, second_gap = calls[1].at - calls[0].at, calls[2].at - calls[1].at
+    assert first_gap >= 0.5 and second_gap >= 1.0 and second_gap > first_gap
+    _wait(lambda: stack.store.get("flaky", "1") is None)
+
+
+def test_slow_endpoint_hitting_the_timeout_is_retried(make_stack):
+    stack = make_stack(callback_timeout=1.0, retry_interval=0.2)
+    stack.endpoint.delays["slow"] = [2.5]
+    stack.api.put("/jobs/slow/1?one-off=true&immediate=true")
+    calls = stack.endpoint.wait_for("slow", 2, timeout=20)
+    assert calls[0].sched == calls[1].sched
+    _wait(lambda: stack.store.get("slow", "1") is None)
+
+
+def test_retry_stop_after_disables_the_job_and_keeps_the_error(make_stack):
+    stack = make_stack(retry_interval=0.2, retry_stop_after=1.5)
+    stack.endpoint.script["broken"] = [503] * 100
+    stack.api.put("/jobs/broken/1?interval=60&immediate=true")
+    _wait(lambda: not stack.store.get("broken", "1").enabled, timeout=20)
+    job = stack.store.get("broken", "1")
+    assert job.last_error == "HTTP 503" and job.next_run is None and not job.running
+    assert job.error_count >= 2
+
+
+def test_trigger_disable_and_enable(make_stack):
+    stack = make_stack()
+    before = stack.api.put("/jobs/report/1?interval=3600").get_json()
+    stack.api.post("/jobs/report/1")
+    stack.endpoint.wait_for("report", 1)
+    _wait(lambda: stack.store.get("report", "1").triggered_at is None)
+    assert stack.api.get("/jobs/report/1").get_json()["next_sched"] == before["next_sched"]
+
+    stack.api.put("/jobs/tick/1?interval=1&immediate=true")
+    stack.endpoint.wait_for("tick", 1)
+    stack.api.patch("/jobs/tick/1?disable=true")
+    _wait(lambda: not stack.store.get("tick", "1").running)
+    paused = len(stack.endpoint.calls_to("tick"))
+    time.sleep(2.5)
+    assert len(stack.endpoint.calls_to("tick")) == paused
+    stack.api.patch("/jobs/tick/1?enable=true")
+    stack.endpoint.wait_for("tick", paused + 1, timeout=10)
+
+
+def test_put_on_an_existing_job_reschedules_it(make_stack):
+    stack = make_stack()
+    stack.api.put("/jobs/later/1?interval=3600")
+    time.sleep(1)
+    assert stack.endpoint.calls_to("later") == []
+    stack.api.put("/jobs/later/1?interval=1&immediate=true")
+    stack.endpoint.wait_for("later", 2, timeout=10)
+
+
+def test_put_while_a_run_is_in_flight_causes_no_second_concurrent_call(make_stack):
+    stack = make_stack(callback_timeout=5.0)
+    stack.endpoint.delays["busy"] = [3.0]
+    stack.api.put("/jobs/busy/1?interval=1&immediate=true")
+    stack.endpoint.wait_for("busy", 1)
+    for _ in range(3):
+        assert stack.api.put("/jobs/busy/1?interval=1&immediate=true").status_code == 201
+        time.sleep(0.3)
+    stack.endpoint.wait_for("busy", 2, timeout=10)
+    assert stack.endpoint.max_in_flight["busy"] == 1
+
+
+def test_stale_message_is_dropped_without_a_post(make_stack):
+    stack = make_stack()
+    job = stack.store.put(_spec("stale", "1"))
+    task = stack.app.tasks[TASK_NAME]
+    result = task.apply(kwargs={"path": "stale", "body": "1", "sched": job.next_sched.isoformat(),
+                                "job_id": job.id, "key": "k", "token": "not-the-token"})
+    assert result.get() == "stale"
+    assert stack.endpoint.calls_to("stale") == []
+
+
+def _spec(path, body):
+    from celery_dalga.spec import parse_spec
+    return parse_spec(path, body, {"interval": "3600"})
+
+
+def _wait(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
