@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -75,6 +76,10 @@ def run_all(settings: Settings, concurrency: int) -> None:
         log.info("stopped")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -89,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"table {settings.table!r} is ready")
         return 0
     if args.command == "web":
+        signal.signal(signal.SIGTERM, _interrupt)
         server = serve_web(settings)
         log.info("API listening on http://%s:%s/", settings.host, settings.port)
         try:
