@@ -80,8 +80,13 @@ class Scheduler(beat.Scheduler):
         try:
             with self.app.producer_or_acquire() as producer:
                 for run in runs:
-                    self.app.send_task(TASK_NAME, kwargs=task_kwargs(run), task_id=run.task_id,
-                                       queue=self.settings.queue, producer=producer)
+                    self.app.send_task(
+                        TASK_NAME,
+                        kwargs=task_kwargs(run),
+                        task_id=run.task_id,
+                        queue=self.settings.queue,
+                        producer=producer,
+                    )
                     log.info(
                         "dispatched path=%s body=%s sched=%s",
                         run.path,

@@ -1,7 +1,7 @@
 """A tiny callback endpoint for trying celery-dalga: prints every call and answers 200.
 
-    python examples/endpoint.py            # listens on 127.0.0.1:5000
-    python examples/endpoint.py 5000 204   # answer 204 instead (the job is deleted)
+python examples/endpoint.py            # listens on 127.0.0.1:5000
+python examples/endpoint.py 5000 204   # answer 204 instead (the job is deleted)
 """
 
 import sys
@@ -13,8 +13,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        print(f"POST {self.path} body={body!r} Dalga-Sched={self.headers['Dalga-Sched']} "
-              f"Idempotency-Key={self.headers['Idempotency-Key']}", flush=True)
+        print(
+            f"POST {self.path} body={body!r} Dalga-Sched={self.headers['Dalga-Sched']} "
+            f"Idempotency-Key={self.headers['Idempotency-Key']}",
+            flush=True,
+        )
         self.send_response(self.status)
         self.end_headers()
 

@@ -22,7 +22,9 @@ from celery_dalga.store import Store, make_engine
 
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
 MARIADB_SERVER = os.environ.get("DALGA_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
-POSTGRES_SERVER = os.environ.get("DALGA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+POSTGRES_SERVER = os.environ.get(
+    "DALGA_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
+)
 REDIS_DB = int(os.environ.get("DALGA_TEST_REDIS_DB", "11"))
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
@@ -150,11 +152,19 @@ def endpoint() -> Iterator[Endpoint]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             with recorder.lock:
                 recorder.in_flight[path] = recorder.in_flight.get(path, 0) + 1
-                recorder.max_in_flight[path] = max(recorder.max_in_flight.get(path, 0),
-                                                   recorder.in_flight[path])
-                recorder.calls.append(Call(path, body, self.headers.get("Dalga-Sched", ""),
-                                           self.headers.get("Idempotency-Key", ""),
-                                           self.headers.get("Content-Type", ""), time.monotonic()))
+                recorder.max_in_flight[path] = max(
+                    recorder.max_in_flight.get(path, 0), recorder.in_flight[path]
+                )
+                recorder.calls.append(
+                    Call(
+                        path,
+                        body,
+                        self.headers.get("Dalga-Sched", ""),
+                        self.headers.get("Idempotency-Key", ""),
+                        self.headers.get("Content-Type", ""),
+                        time.monotonic(),
+                    )
+                )
                 statuses = recorder.script.get(path)
                 status = statuses.pop(0) if statuses else 200
                 delays = recorder.delays.get(path)
@@ -184,8 +194,16 @@ def endpoint() -> Iterator[Endpoint]:
 
 def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **extra) -> Settings:
     """Test settings: fast retries and a short beat loop."""
-    values = dict(database_url=url, table=table, base_url=base_url, callback_timeout=2.0,
-                  lease=10.0, retry_interval=0.3, retry_max_interval=5.0, max_interval=0.2)
+    values = dict(
+        database_url=url,
+        table=table,
+        base_url=base_url,
+        callback_timeout=2.0,
+        lease=10.0,
+        retry_interval=0.3,
+        retry_max_interval=5.0,
+        max_interval=0.2,
+    )
     values.update(extra)
     return Settings(**values)
 
@@ -216,16 +234,21 @@ def make_stack(mariadb_url, redis_url, endpoint):
 
     def make(**extra) -> Stack:
         queue = f"dalga-test-{uuid.uuid4().hex[:8]}"
-        settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue,
-                               **extra)
-        app = Celery("dalga-test", broker=redis_url, include=["celery_dalga.tasks"],
-                     set_as_current=False)
-        app.conf.update(task_default_queue=queue, broker_connection_retry_on_startup=True,
-                        task_ignore_result=True, **as_celery_conf(settings))
+        settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue, **extra)
+        app = Celery(
+            "dalga-test", broker=redis_url, include=["celery_dalga.tasks"], set_as_current=False
+        )
+        app.conf.update(
+            task_default_queue=queue,
+            broker_connection_retry_on_startup=True,
+            task_ignore_result=True,
+            **as_celery_conf(settings),
+        )
         store = store_for(settings)
         store.create_table()
-        worker = start_worker(app, pool="threads", concurrency=4, perform_ping_check=False,
-                              shutdown_timeout=10)
+        worker = start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10
+        )
         worker.__enter__()
         service = beat.Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
         thread = threading.Thread(target=service.start, daemon=True)

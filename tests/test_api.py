@@ -1,9 +1,9 @@
 """The HTTP API on a real MariaDB table: every route, and bad input that changes nothing."""
 
 import pytest
+from conftest import settings_on, unique_table
 
 from celery_dalga.store import store_for
-from conftest import settings_on, unique_table
 from webapi import create_app
 
 
@@ -23,7 +23,11 @@ def test_put_returns_201_with_the_committed_job(api):
     assert resp.status_code == 201
     job = resp.get_json()
     assert (job["path"], job["body"], job["interval"], job["location"]) == (
-        "check_feed", "1234", 60, "UTC")
+        "check_feed",
+        "1234",
+        60,
+        "UTC",
+    )
     assert job["next_run"] == job["next_sched"] and job["next_run"].endswith("Z")
     assert api.store.get("check_feed", "1234") is not None
     assert api.get("/jobs/check_feed/1234").get_json() == job

@@ -8,24 +8,32 @@ from collections import Counter
 from datetime import timedelta
 
 import redis
+from conftest import settings_on, unique_table
+from processes import celery, dalga_env, start, stop
 
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
-from conftest import settings_on, unique_table
-from processes import celery, dalga_env, start, stop
 
 JOBS = 300
 
 
 def test_two_beats_dispatch_each_one_off_job_exactly_once(mariadb_url, redis_url, tmp_path):
     queue = f"dalga-beats-{uuid.uuid4().hex[:8]}"
-    settings = settings_on(mariadb_url, unique_table(), queue=queue, batch_size=20,
-                           max_interval=0.2, lease=60.0)
+    settings = settings_on(
+        mariadb_url, unique_table(), queue=queue, batch_size=20, max_interval=0.2, lease=60.0
+    )
     store = store_for(settings)
     store.create_table()
     env = dalga_env(settings, broker_url=redis_url)
-    beats = [start(celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "INFO"),
-                   env, tmp_path, f"beat{i}.log") for i in range(2)]
+    beats = [
+        start(
+            celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "INFO"),
+            env,
+            tmp_path,
+            f"beat{i}.log",
+        )
+        for i in range(2)
+    ]
     client = redis.Redis.from_url(redis_url)
     try:
         start_at = store.now() + timedelta(seconds=3)

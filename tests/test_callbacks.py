@@ -109,14 +109,23 @@ def test_stale_message_is_dropped_without_a_post(make_stack):
     stack = make_stack()
     job = stack.store.put(_spec("stale", "1"))
     task = stack.app.tasks[TASK_NAME]
-    result = task.apply(kwargs={"path": "stale", "body": "1", "sched": job.next_sched.isoformat(),
-                                "job_id": job.id, "key": "k", "token": "not-the-token"})
+    result = task.apply(
+        kwargs={
+            "path": "stale",
+            "body": "1",
+            "sched": job.next_sched.isoformat(),
+            "job_id": job.id,
+            "key": "k",
+            "token": "not-the-token",
+        }
+    )
     assert result.get() == "stale"
     assert stack.endpoint.calls_to("stale") == []
 
 
 def _spec(path, body):
     from celery_dalga.spec import parse_spec
+
     return parse_spec(path, body, {"interval": "3600"})
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, inspect
-
 from processes import start, stop
+from sqlalchemy import create_engine, inspect
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
@@ -46,8 +45,14 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-@pytest.mark.parametrize("argv", [["create-table"], ["-config", "dalga.ini", "-create-table"],
-                                  ["--config", "dalga.ini", "--create-table"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["create-table"],
+        ["-config", "dalga.ini", "-create-table"],
+        ["--config", "dalga.ini", "--create-table"],
+    ],
+)
 def test_create_table_spellings_are_idempotent(tmp_path, argv):
     (tmp_path / "dalga.ini").write_text("[dalga]\ntable = from_ini\n")
     for _ in range(2):
@@ -58,8 +63,9 @@ def test_create_table_spellings_are_idempotent(tmp_path, argv):
 
 
 def test_bad_config_is_a_clear_error(tmp_path):
-    done = subprocess.run(DALGA + ["web"], cwd=tmp_path, env=clean_env(DALGA_PORT="x"),
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        DALGA + ["web"], cwd=tmp_path, env=clean_env(DALGA_PORT="x"), capture_output=True, text=True
+    )
     assert done.returncode == 2 and "port" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -78,13 +84,15 @@ def test_dalga_web_serves_the_api_and_stops_on_sigterm(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_dalga_run_calls_the_endpoint_and_stops_cleanly(tmp_path: Path, endpoint, sig):
     port = free_port()
-    env = clean_env(DALGA_BASE_URL=endpoint.base_url, DALGA_PORT=str(port),
-                    DALGA_MAX_INTERVAL="0.2")
+    env = clean_env(
+        DALGA_BASE_URL=endpoint.base_url, DALGA_PORT=str(port), DALGA_MAX_INTERVAL="0.2"
+    )
     proc = start(DALGA + ["run"], env, tmp_path, "run.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/status", proc)
-        requests.put(f"http://127.0.0.1:{port}/jobs/hello/world?one-off=true&immediate=true",
-                     timeout=5)
+        requests.put(
+            f"http://127.0.0.1:{port}/jobs/hello/world?one-off=true&immediate=true", timeout=5
+        )
         requests.put(f"http://127.0.0.1:{port}/jobs/tick/1?interval=1&immediate=true", timeout=5)
         endpoint.wait_for("hello", 1, timeout=30)
         endpoint.wait_for("tick", 2, timeout=30)

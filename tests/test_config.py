@@ -16,10 +16,15 @@ def test_defaults_are_the_embedded_sqlite_setup():
 
 def test_file_then_env_then_overrides(tmp_path):
     ini = tmp_path / "dalga.ini"
-    ini.write_text("[dalga]\nport = 4000\ntable = from_file\nfixed_intervals = yes\n"
-                   "base_url = http://file/\n")
-    env = {"DALGA_PORT": "5000", "DALGA_BASE_URL": "http://env/", "DALGA_CONFIG": str(ini),
-           "UNRELATED": "x"}
+    ini.write_text(
+        "[dalga]\nport = 4000\ntable = from_file\nfixed_intervals = yes\nbase_url = http://file/\n"
+    )
+    env = {
+        "DALGA_PORT": "5000",
+        "DALGA_BASE_URL": "http://env/",
+        "DALGA_CONFIG": str(ini),
+        "UNRELATED": "x",
+    }
     settings = load_settings(env=env, overrides={"base_url": "http://override/"})
     assert settings.table == "from_file"
     assert settings.fixed_intervals is True

@@ -4,11 +4,11 @@ from datetime import timedelta
 
 import pytest
 from celery import Celery
+from conftest import settings_on, unique_table
 
 from celery_dalga.config import as_celery_conf
 from celery_dalga.scheduler import Scheduler
 from celery_dalga.spec import parse_spec
-from conftest import settings_on, unique_table
 
 
 def app_for(settings, broker="memory://"):
@@ -63,6 +63,7 @@ def test_database_outage_is_logged_and_beat_keeps_ticking(caplog):
     settings = settings_on("mysql://nobody@127.0.0.1:1/nowhere", "t")
     scheduler = Scheduler(app_for(settings), lazy=True)
     from celery_dalga.store import Store, make_engine
+
     scheduler.store = Store(make_engine(settings.database_url), "t")
     assert scheduler.tick() == settings.max_interval
     assert "database unavailable" in caplog.text

@@ -5,8 +5,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from celery_dalga.schedules import (
-    Schedule, ScheduleError, add, parse_cron, parse_duration, parse_instant, parse_location,
-    parse_repeat, retry_delay,
+    Schedule,
+    ScheduleError,
+    add,
+    parse_cron,
+    parse_duration,
+    parse_instant,
+    parse_location,
+    parse_repeat,
+    retry_delay,
 )
 
 LA = parse_location("America/Los_Angeles")
@@ -20,7 +27,13 @@ def la(*args) -> datetime:
 
 def wall(instant: datetime) -> tuple:
     local = instant.astimezone(LA)
-    return (local.month, local.day, local.hour, local.minute, local.utcoffset().total_seconds() / 3600)
+    return (
+        local.month,
+        local.day,
+        local.hour,
+        local.minute,
+        local.utcoffset().total_seconds() / 3600,
+    )
 
 
 def test_daily_job_keeps_wall_clock_across_both_dst_changes():
@@ -40,13 +53,16 @@ def test_pt24h_is_elapsed_time_so_wall_clock_shifts_across_dst():
     assert wall(add(start, parse_duration("PT24H"), LA)) == (11, 1, 8, 0, -8)
 
 
-@pytest.mark.parametrize(("start", "duration", "expected"), [
-    (datetime(2026, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2026, 2, 28, 12, tzinfo=UTC)),
-    (datetime(2024, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2024, 2, 29, 12, tzinfo=UTC)),
-    (datetime(2024, 2, 29, 12, tzinfo=UTC), "P1Y", datetime(2025, 2, 28, 12, tzinfo=UTC)),
-    (datetime(2024, 2, 29, 12, tzinfo=UTC), "P4Y", datetime(2028, 2, 29, 12, tzinfo=UTC)),
-    (datetime(2026, 1, 1, tzinfo=UTC), "P2W", datetime(2026, 1, 15, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("start", "duration", "expected"),
+    [
+        (datetime(2026, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2026, 2, 28, 12, tzinfo=UTC)),
+        (datetime(2024, 1, 31, 12, tzinfo=UTC), "P1M", datetime(2024, 2, 29, 12, tzinfo=UTC)),
+        (datetime(2024, 2, 29, 12, tzinfo=UTC), "P1Y", datetime(2025, 2, 28, 12, tzinfo=UTC)),
+        (datetime(2024, 2, 29, 12, tzinfo=UTC), "P4Y", datetime(2028, 2, 29, 12, tzinfo=UTC)),
+        (datetime(2026, 1, 1, tzinfo=UTC), "P2W", datetime(2026, 1, 15, tzinfo=UTC)),
+    ],
+)
 def test_calendar_units(start, duration, expected):
     assert add(start, parse_duration(duration), UTC_ZONE) == expected
 
@@ -99,8 +115,12 @@ def test_cron_after_an_outage_resumes_at_the_next_slot_without_catch_up():
 
 
 def test_one_off_has_no_next_run():
-    assert Schedule(interval=parse_duration("10"), one_off=True).next(
-        datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)) is None
+    assert (
+        Schedule(interval=parse_duration("10"), one_off=True).next(
+            datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
+        )
+        is None
+    )
 
 
 def test_durations_read_as_dalga_and_iso_8601():
@@ -117,11 +137,18 @@ def test_bad_durations_are_refused(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("parse,text", [
-    (parse_cron, "61 * * * *"), (parse_cron, "not cron"), (parse_repeat, "R0/2026-01-01T00:00:00Z/PT1S"),
-    (parse_repeat, "R3/yesterday/PT1S"), (parse_repeat, "R3/2026-01-01T00:00:00Z"),
-    (parse_location, "Mars/Olympus"), (parse_location, "../etc/passwd"),
-])
+@pytest.mark.parametrize(
+    "parse,text",
+    [
+        (parse_cron, "61 * * * *"),
+        (parse_cron, "not cron"),
+        (parse_repeat, "R0/2026-01-01T00:00:00Z/PT1S"),
+        (parse_repeat, "R3/yesterday/PT1S"),
+        (parse_repeat, "R3/2026-01-01T00:00:00Z"),
+        (parse_location, "Mars/Olympus"),
+        (parse_location, "../etc/passwd"),
+    ],
+)
 def test_bad_schedule_strings_are_refused(parse, text):
     with pytest.raises(ScheduleError):
         parse(text)

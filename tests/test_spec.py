@@ -19,7 +19,8 @@ def test_periodic_first_run_defaults_to_now_plus_interval():
 
 def test_periodic_with_first_run_and_immediate():
     assert first({"interval": "60", "first-run": "2026-06-02T00:00:00Z"}) == datetime(
-        2026, 6, 2, tzinfo=UTC)
+        2026, 6, 2, tzinfo=UTC
+    )
     assert first({"interval": "60", "immediate": "true"}) == NOW
 
 
@@ -34,38 +35,53 @@ def test_cron_and_schedule_stand_in_for_interval():
     assert first({"schedule": "R2/2026-06-01T12:30:00Z/PT1H"}) == NOW + timedelta(minutes=30)
 
 
-@pytest.mark.parametrize(("params", "parameter"), [
-    ({}, "interval"),
-    ({"interval": "abc"}, "interval"),
-    ({"interval": "0"}, "interval"),
-    ({"interval": "-5"}, "interval"),
-    ({"interval": "60", "cron": "* * * * *"}, "cron"),
-    ({"cron": "99 * * * *"}, "cron"),
-    ({"schedule": "R3/x/PT1S"}, "schedule"),
-    ({"interval": "60", "location": "Nowhere/City"}, "location"),
-    ({"interval": "60", "first-run": "tomorrow"}, "first-run"),
-    ({"interval": "60", "first-run": "1900-01-01T00:00:00Z"}, "first-run"),
-    ({"interval": "60", "immediate": "maybe"}, "immediate"),
-    ({"interval": "60", "immediate": "true", "first-run": "2026-06-02T00:00:00Z"}, "first-run"),
-    ({"one-off": "true", "immediate": "true", "interval": "60"}, "interval"),
-    ({"one-off": "true", "immediate": "true", "first-run": "2026-06-02T00:00:00Z"}, "first-run"),
-    ({"one-off": "true"}, "interval"),
-    ({"one-off": "true", "interval": "5", "first-run": "2026-06-02T00:00:00Z"}, "interval"),
-    ({"one-off": "true", "cron": "* * * * *"}, "one-off"),
-    ({"schedule": "R/2026-01-01T00:00:00Z/PT1S", "first-run": "2026-06-02T00:00:00Z"},
-     "first-run"),
-    ({"intervall": "60"}, "intervall"),
-])
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({}, "interval"),
+        ({"interval": "abc"}, "interval"),
+        ({"interval": "0"}, "interval"),
+        ({"interval": "-5"}, "interval"),
+        ({"interval": "60", "cron": "* * * * *"}, "cron"),
+        ({"cron": "99 * * * *"}, "cron"),
+        ({"schedule": "R3/x/PT1S"}, "schedule"),
+        ({"interval": "60", "location": "Nowhere/City"}, "location"),
+        ({"interval": "60", "first-run": "tomorrow"}, "first-run"),
+        ({"interval": "60", "first-run": "1900-01-01T00:00:00Z"}, "first-run"),
+        ({"interval": "60", "immediate": "maybe"}, "immediate"),
+        ({"interval": "60", "immediate": "true", "first-run": "2026-06-02T00:00:00Z"}, "first-run"),
+        ({"one-off": "true", "immediate": "true", "interval": "60"}, "interval"),
+        (
+            {"one-off": "true", "immediate": "true", "first-run": "2026-06-02T00:00:00Z"},
+            "first-run",
+        ),
+        ({"one-off": "true"}, "interval"),
+        ({"one-off": "true", "interval": "5", "first-run": "2026-06-02T00:00:00Z"}, "interval"),
+        ({"one-off": "true", "cron": "* * * * *"}, "one-off"),
+        (
+            {"schedule": "R/2026-01-01T00:00:00Z/PT1S", "first-run": "2026-06-02T00:00:00Z"},
+            "first-run",
+        ),
+        ({"intervall": "60"}, "intervall"),
+    ],
+)
 def test_bad_parameters_name_the_parameter(params, parameter):
     with pytest.raises(InvalidParameter) as caught:
         parse_spec("check_feed", "1234", params)
     assert caught.value.parameter == parameter
 
 
-@pytest.mark.parametrize(("path", "body", "parameter"), [
-    ("", "1", "path"), ("/", "1", "path"), ("p", "", "body"), ("p" * 256, "1", "path"),
-    ("p", "x" * 65536, "body"), ("p", "é" * 40000, "body"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "parameter"),
+    [
+        ("", "1", "path"),
+        ("/", "1", "path"),
+        ("p", "", "body"),
+        ("p" * 256, "1", "path"),
+        ("p", "x" * 65536, "body"),
+        ("p", "é" * 40000, "body"),
+    ],
+)
 def test_bad_path_or_body(path, body, parameter):
     with pytest.raises(InvalidParameter) as caught:
         parse_spec(path, body, {"interval": "60"})

@@ -144,8 +144,12 @@ def test_failure_extends_the_lease_and_gives_up_after_retry_stop_after(any_db_ur
     clock.advance(61)
     assert store.fail(run, "HTTP 503", retry_in=8, lease=30) == "gave_up"
     job = store.get("feeds", "1")
-    assert (job.enabled, job.next_run, job.running, job.last_error) == (False, None, False,
-                                                                      "HTTP 503")
+    assert (job.enabled, job.next_run, job.running, job.last_error) == (
+        False,
+        None,
+        False,
+        "HTTP 503",
+    )
 
 
 def test_put_during_a_run_keeps_the_lease_and_the_run_applies_the_new_schedule(store, clock):
@@ -207,7 +211,12 @@ def test_status_counts(store, clock):
     store.set_enabled("feeds", "c", enabled=False)
     clock.advance(5)
     status = store.status()
-    assert (status["total"], status["pending"], status["running"], status["disabled"]) == (3, 2, 0, 1)
+    assert (status["total"], status["pending"], status["running"], status["disabled"]) == (
+        3,
+        2,
+        0,
+        1,
+    )
     assert status["lag"] == 5.0
     store.claim(1, lease=30)
     status = store.status()
@@ -223,13 +232,23 @@ def test_seconds_until_due(store, clock):
 def test_claim_query_is_served_by_the_next_run_index(mariadb_url, make_store):
     store = make_store(mariadb_url)
     with store.engine.begin() as conn:
-        conn.execute(text(
-            f"INSERT INTO {store.table.name} (job_key, path, body, location, one_off, enabled, "
-            "next_run, success_count, error_count) SELECT SHA2(seq, 256), 'p', seq, 'UTC', 0, 1, "
-            "NOW() - INTERVAL seq SECOND, 0, 0 FROM seq_1_to_2000"))
+        conn.execute(
+            text(
+                f"INSERT INTO {store.table.name} (job_key, path, body, location, one_off, "
+                "enabled, next_run, success_count, error_count) SELECT SHA2(seq, 256), 'p', seq, "
+                "'UTC', 0, 1, NOW() - INTERVAL seq SECOND, 0, 0 FROM seq_1_to_2000"
+            )
+        )
         conn.execute(text(f"ANALYZE TABLE {store.table.name}"))
-        plan = conn.execute(text(
-            f"EXPLAIN SELECT id FROM {store.table.name} WHERE next_run <= NOW() "
-            "ORDER BY next_run LIMIT 500 FOR UPDATE SKIP LOCKED")).mappings().one()
+        plan = (
+            conn.execute(
+                text(
+                    f"EXPLAIN SELECT id FROM {store.table.name} WHERE next_run <= NOW() "
+                    "ORDER BY next_run LIMIT 500 FOR UPDATE SKIP LOCKED"
+                )
+            )
+            .mappings()
+            .one()
+        )
     assert plan["key"] == f"ix_{store.table.name}_next_run"
     assert "filesort" not in (plan["Extra"] or "").lower()

@@ -1,0 +1,9 @@
+.PHONY: run test
+
+# Run the scheduler on the embedded SQLite default (installs into .venv first).
+run:
+	scripts/run.sh
+
+# Run the test suite on real services (installs into .venv and starts services first).
+test:
+	scripts/test.sh

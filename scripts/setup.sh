@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what celery-dalga needs into .venv: the Debian headers mysqlclient builds against,
+# then the project (with its dev extras when called as `setup.sh dev`). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+
+if ! pkg-config --exists mysqlclient 2>/dev/null; then
+    echo "installing default-libmysqlclient-dev and pkg-config (mysqlclient builds against them)"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq default-libmysqlclient-dev pkg-config gcc
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+
+target="."
+[ "$extras" = dev ] && target=".[dev]"
+stamp=".venv/.installed${extras:+-$extras}"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "installing $target into .venv"
+    .venv/bin/pip install --quiet --upgrade pip
+    .venv/bin/pip install --quiet -e "$target"
+    touch "$stamp"
+fi
