@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -236,16 +235,12 @@ class Store:
                 return _aware(own.execute(text(query)).scalar_one())
         return _aware(conn.execute(text(query)).scalar_one())
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
-
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""
         self.table.metadata.create_all(self.engine, checkfirst=True)
 
     def drop_table(self) -> None:
+        """Drop the table (tests and benchmarks clean up with it)."""
         self.table.metadata.drop_all(self.engine, checkfirst=True)
 
     # -- the HTTP interface ---------------------------------------------------
@@ -259,7 +254,7 @@ class Store:
     def put(self, spec: JobSpec) -> Job:
         """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
         t, key = self.table, job_key(spec.path, spec.body)
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             now = self.now(conn)
             first = _naive(spec.first_sched(now))
             sched = spec.schedule
@@ -311,7 +306,7 @@ class Store:
 
     def delete(self, path: str, body: str) -> bool:
         """Cancel the job; an in-flight run finds its token gone and stops."""
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             gone = conn.execute(
                 delete(self.table).where(self.table.c.job_key == job_key(path, body))
             ).rowcount
@@ -320,7 +315,7 @@ class Store:
     def trigger(self, path: str, body: str) -> Job | None:
         """Run the job once, now, leaving its schedule as it is."""
         t, key = self.table, job_key(path, body)
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             now = _naive(self.now(conn))
             found = conn.execute(
                 update(t)
@@ -335,7 +330,7 @@ class Store:
     def set_enabled(self, path: str, body: str, enabled: bool) -> Job | None:
         """Pause or resume. Resuming an idle job schedules its next slot from now."""
         key = job_key(path, body)
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             row = self._select_key(conn, key, lock=True)
             if row is None:
                 return None
@@ -396,7 +391,7 @@ class Store:
     def claim(self, limit: int, lease: float) -> list[Run]:
         """Take up to `limit` due rows, give them one fresh token and a lease; return the runs."""
         t = self.table
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             now = self.now(conn)
             rows = conn.execute(
                 select(
@@ -471,7 +466,7 @@ class Store:
     def begin(self, run: Run, lease: float) -> bool:
         """Fence a delivery: True (and the lease renewed) only if the row still has run's token."""
         t = self.table
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             now = self.now(conn)
             return bool(
                 conn.execute(
@@ -494,7 +489,7 @@ class Store:
 
     def complete(self, run: Run, delete_job: bool, duration: float) -> str:
         """Apply a success: delete, or release the token and set the next run. Token-guarded."""
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             row = self._held(conn, run)
             if row is None:
                 return "stale"
@@ -528,7 +523,7 @@ class Store:
     def fail(self, run: Run, error: str, retry_in: float, lease: float) -> str:
         """Record a failed attempt. "retry" extends the lease over the wait; "gave_up" disables
         the job (retry_stop_after passed); "stale"/"stopped" mean the run is no longer ours."""
-        with self._tx() as conn:
+        with self.engine.begin() as conn:
             row = self._held(conn, run)
             if row is None:
                 return "stale"

@@ -252,3 +252,20 @@ def test_claim_query_is_served_by_the_next_run_index(mariadb_url, make_store):
         )
     assert plan["key"] == f"ix_{store.table.name}_next_run"
     assert "filesort" not in (plan["Extra"] or "").lower()
+
+
+@pytest.mark.parametrize("server", ["mariadb", "postgres"])
+def test_claim_locks_with_skip_locked(request, make_store, server):
+    from sqlalchemy import event
+
+    store = make_store(request.getfixturevalue(f"{server}_url"))
+    store.put(spec(one_off="1", immediate="1"))
+    statements = []
+    event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: statements.append(statement),
+    )
+    assert len(store.claim(10, lease=30)) == 1
+    claim = next(s for s in statements if "next_run <=" in s and s.lstrip().startswith("SELECT"))
+    assert claim.rstrip().endswith("FOR UPDATE SKIP LOCKED")
