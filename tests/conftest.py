@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from helpers import settings_on, unique_table
 from sqlalchemy import create_engine, text
 
 from celery_dalga.config import Settings
@@ -75,10 +76,6 @@ def postgres_url() -> Iterator[str]:
 def redis_url() -> str:
     require("Redis", 6379)
     return REDIS_URL
-
-
-def unique_table() -> str:
-    return f"t_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture
@@ -190,22 +187,6 @@ def endpoint() -> Iterator[Endpoint]:
     yield recorder
     server.shutdown()
     server.server_close()
-
-
-def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **extra) -> Settings:
-    """Test settings: fast retries and a short beat loop."""
-    values = dict(
-        database_url=url,
-        table=table,
-        base_url=base_url,
-        callback_timeout=2.0,
-        lease=10.0,
-        retry_interval=0.3,
-        retry_max_interval=5.0,
-        max_interval=0.2,
-    )
-    values.update(extra)
-    return Settings(**values)
 
 
 @dataclass

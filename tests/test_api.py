@@ -1,7 +1,7 @@
 """The HTTP API on a real MariaDB table: every route, and bad input that changes nothing."""
 
 import pytest
-from conftest import settings_on, unique_table
+from helpers import settings_on, unique_table
 
 from celery_dalga.store import store_for
 from webapi import create_app

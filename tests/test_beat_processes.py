@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import redis
-from conftest import settings_on, unique_table
+from helpers import settings_on, unique_table
 from processes import celery, dalga_env, start, stop
 
 from celery_dalga.spec import parse_spec

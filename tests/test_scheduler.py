@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 from celery import Celery
-from conftest import settings_on, unique_table
+from helpers import settings_on, unique_table
 
 from celery_dalga.config import as_celery_conf
 from celery_dalga.scheduler import Scheduler

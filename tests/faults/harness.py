@@ -1,0 +1,318 @@
+"""Fault-suite harness: a recording endpoint, a cluster of real processes, a workload, figures.
+
+Every process is started here and stopped by its PID; every scenario is bounded in time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from processes import celery, dalga_env, start, stop
+
+from celery_dalga.config import Settings
+from celery_dalga.spec import parse_spec
+from celery_dalga.store import Store, store_for
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+
+
+@dataclass
+class Attempt:
+    path: str
+    body: str
+    sched: str
+    key: str
+    status: int
+    received: datetime
+
+
+class Endpoint:
+    """A callback endpoint on 127.0.0.1 recording every attempt. It can sleep, answer 503,
+    or go down entirely (connections refused) and come back on the same port."""
+
+    def __init__(self) -> None:
+        self.attempts: list[Attempt] = []
+        self.lock = threading.Lock()
+        self.sleep = 0.0
+        self.status = 200
+        self.in_flight: Counter = Counter()
+        self.max_in_flight = 0
+        self.port = _free_port()
+        self.server: ThreadingHTTPServer | None = None
+        self.up()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def _handler(self):
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                job = (self.path, body)
+                with endpoint.lock:
+                    endpoint.in_flight[job] += 1
+                    endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight[job])
+                    status, pause = endpoint.status, endpoint.sleep
+                    endpoint.attempts.append(
+                        Attempt(
+                            self.path.lstrip("/"),
+                            body,
+                            self.headers.get("Dalga-Sched", ""),
+                            self.headers.get("Idempotency-Key", ""),
+                            status,
+                            datetime.now(UTC),
+                        )
+                    )
+                time.sleep(pause)
+                with endpoint.lock:
+                    endpoint.in_flight[job] -= 1
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass
+
+            def log_message(self, *args) -> None:
+                pass
+
+        return Handler
+
+    def up(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        """Refuse connections until up() is called."""
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def delivered(self) -> list[Attempt]:
+        with self.lock:
+            return [a for a in self.attempts if a.status in (200, 204)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    """Real beats, workers and `dalga web` on one table, one broker, one endpoint."""
+
+    tmp: Path
+    settings: Settings
+    broker_url: str
+    procs: dict[str, object] = field(default_factory=dict)
+    history: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def store(self) -> Store:
+        return store_for(self.settings)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dalga_env(self.settings, broker_url=self.broker_url)
+
+    def start(self, name: str) -> None:
+        if name.startswith("beat"):
+            args = celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "INFO")
+        elif name.startswith("worker"):
+            args = celery(
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "16",
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            )
+        else:
+            import sys
+
+            args = [sys.executable, "-m", "celery_dalga.cli", "web"]
+        runs = sum(1 for _, n in self.history if n.startswith(f"start {name}"))
+        self.procs[name] = start(args, self.env, self.tmp, f"{name}.{runs}.log")
+        self.history.append((time.monotonic(), f"start {name}"))
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        stop(self.procs.pop(name), sig, timeout=20)
+        self.history.append((time.monotonic(), f"kill {name}"))
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            stop(self.procs.pop(name), signal.SIGTERM, timeout=20)
+
+    def dispatches_per_beat(self) -> dict[str, int]:
+        counts: Counter = Counter()
+        for log in self.tmp.glob("beat*.log"):
+            counts[log.name.split(".")[0]] += log.read_text(errors="replace").count("dispatched ")
+        return dict(sorted(counts.items()))
+
+    def tracebacks(self) -> list[str]:
+        """Tracebacks in any process log (a fault handled by design leaves none)."""
+        found = []
+        for log in self.tmp.glob("*.log"):
+            text = log.read_text(errors="replace")
+            if "Traceback" in text:
+                found.append(f"{log.name}: {text[text.index('Traceback') :][:1500]}")
+        return found
+
+
+@dataclass
+class Workload:
+    """One-off jobs spread over the window and interval jobs running through it."""
+
+    one_offs: set[str]
+    intervals: set[str]
+    start: datetime
+    end: datetime
+
+
+def load_workload(
+    store: Store, one_offs: int, intervals: int, every: int, seconds: float, lead: float = 12.0
+) -> Workload:
+    """Jobs whose first runs start `lead` seconds from now, so the processes are up by then."""
+    now = store.now()
+    start = now + timedelta(seconds=lead)
+    end = start + timedelta(seconds=seconds)
+    span = (end - start).total_seconds() - 5
+    for i in range(one_offs):
+        first = start + timedelta(seconds=span * i / max(one_offs, 1))
+        store.put(parse_spec("once", str(i), {"one-off": "true", "first-run": first.isoformat()}))
+    for i in range(intervals):
+        first = start + timedelta(seconds=every * i / max(intervals, 1))
+        store.put(
+            parse_spec("every", str(i), {"interval": str(every), "first-run": first.isoformat()})
+        )
+    return Workload(
+        {str(i) for i in range(one_offs)}, {str(i) for i in range(intervals)}, start, end
+    )
+
+
+def wait_until(when: datetime, store: Store) -> None:
+    time.sleep(max(0.0, (when - store.now()).total_seconds()))
+
+
+def settle(cluster: Cluster, endpoint: Endpoint, work: Workload, timeout: float) -> None:
+    """Stop the interval jobs at the window's end and wait for the one-offs to be delivered."""
+    store = cluster.store
+    wait_until(work.end, store)
+    for body in work.intervals:
+        store.set_enabled("every", body, enabled=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if work.one_offs <= {a.body for a in endpoint.delivered() if a.path == "once"}:
+            break
+        time.sleep(0.5)
+    time.sleep(2)  # a duplicate in flight arrives within this
+
+
+@dataclass
+class Figures:
+    scenario: str
+    delivered: int
+    lost: int
+    duplicated: int
+    max_lateness: float
+    p99_lateness: float
+    per_beat: dict[str, int]
+    duplicate_keys_consistent: bool
+    extra: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
+        return (
+            f"[{self.scenario}] delivered={self.delivered} lost={self.lost} "
+            f"duplicated={self.duplicated} max_lateness={self.max_lateness:.2f}s "
+            f"p99_lateness={self.p99_lateness:.2f}s per_beat={self.per_beat} {extra}"
+        ).strip()
+
+
+def figures(
+    scenario: str, cluster: Cluster, endpoint: Endpoint, work: Workload, lease: float, **extra
+) -> Figures:
+    """Lost: a one-off never delivered, or an interval job whose chain stalled (no delivery
+    scheduled in the last lease + 10 s of the window). Duplicated: deliveries
+    beyond one per (job, Dalga-Sched). Lateness: first delivery minus Dalga-Sched."""
+    delivered = endpoint.delivered()
+    by_run: dict[tuple, list[Attempt]] = defaultdict(list)
+    for a in delivered:
+        by_run[(a.path, a.body, a.sched)].append(a)
+    lost = len(work.one_offs - {a.body for a in delivered if a.path == "once"})
+    last_sched = {}
+    for path, body, sched in by_run:
+        if path == "every":
+            last_sched[body] = max(last_sched.get(body, ""), sched)
+    stall = work.end - timedelta(seconds=lease + 10)
+    for body in work.intervals:
+        last = last_sched.get(body)
+        if last is None or datetime.fromisoformat(last) < stall:
+            lost += 1
+    lateness = sorted(
+        (runs[0].received - datetime.fromisoformat(sched)).total_seconds()
+        for (_, _, sched), runs in by_run.items()
+    )
+    result = Figures(
+        scenario=scenario,
+        delivered=len(delivered),
+        lost=lost,
+        duplicated=sum(len(runs) - 1 for runs in by_run.values()),
+        max_lateness=lateness[-1] if lateness else 0.0,
+        p99_lateness=lateness[int(len(lateness) * 0.99) - 1] if lateness else 0.0,
+        per_beat=cluster.dispatches_per_beat(),
+        duplicate_keys_consistent=all(len({a.key for a in runs}) == 1 for runs in by_run.values()),
+        extra=extra,
+    )
+    print(result.line(), flush=True)
+    with RESULTS.open("a") as out:
+        out.write(
+            json.dumps({"date": datetime.now(UTC).isoformat(timespec="seconds"), **result.__dict__})
+            + "\n"
+        )
+    return result
+
+
+def random_kills(
+    cluster: Cluster,
+    prefix: str,
+    names: list[str],
+    until: float,
+    every: tuple[float, float],
+    down_for: float = 1.0,
+) -> int:
+    """kill -9 a random process of `names` every few seconds and restart it; returns kills."""
+    kills = 0
+    while time.monotonic() < until:
+        time.sleep(random.uniform(*every))
+        if time.monotonic() >= until:
+            break
+        name = random.choice(names)
+        cluster.kill(name)
+        kills += 1
+        time.sleep(down_for)
+        cluster.start(name)
+    return kills

@@ -1,0 +1,25 @@
+"""Helpers shared by the test modules (importable, unlike conftest)."""
+
+import uuid
+
+from celery_dalga.config import Settings
+
+
+def unique_table() -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **extra) -> Settings:
+    """Test settings: fast retries and a short beat loop."""
+    values = dict(
+        database_url=url,
+        table=table,
+        base_url=base_url,
+        callback_timeout=2.0,
+        lease=10.0,
+        retry_interval=0.3,
+        retry_max_interval=5.0,
+        max_interval=0.2,
+    )
+    values.update(extra)
+    return Settings(**values)
