@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import isodate
 from croniter import croniter
 
+UTC_ZONE = ZoneInfo("UTC")
 MAX_DURATION = timedelta(days=366 * 100)
 REPEAT = re.compile(r"^R(\d*)/([^/]+)/([^/]+)$")
 
@@ -112,15 +113,16 @@ class Repeat:
     period: Duration
 
 
-def parse_repeat(text: str) -> Repeat:
-    """Read "R5/2026-01-01T00:00:00Z/PT10S" ("R/..." repeats forever)."""
+def parse_repeat(text: str, location: ZoneInfo = UTC_ZONE) -> Repeat:
+    """Read "R5/2026-01-01T00:00:00Z/PT10S" ("R/..." repeats forever); a start without an
+    offset is wall-clock time in location."""
     match = REPEAT.match(text.strip())
     if not match:
         raise ScheduleError(f"{text!r} is not R[n]/<start>/<duration>")
     count = int(match[1]) if match[1] else None
     if count == 0:
         raise ScheduleError(f"{text!r} repeats zero times")
-    return Repeat(count, parse_instant(match[2], UTC), parse_duration(match[3]))
+    return Repeat(count, parse_instant(match[2], location), parse_duration(match[3]))
 
 
 def parse_instant(text: str, location: ZoneInfo) -> datetime:

@@ -44,6 +44,8 @@ class JobSpec:
             return self.schedule.first(now)
         except OverflowError:
             raise InvalidParameter("interval", "the first run would be past year 9999") from None
+        except ScheduleError as exc:
+            raise InvalidParameter("schedule", str(exc)) from None
 
 
 def check_key(path: str, body: str, max_body: int) -> None:
@@ -78,7 +80,7 @@ def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 
     )
     interval = _field(params, "interval", schedules.parse_duration)
     cron = _field(params, "cron", schedules.parse_cron)
-    repeat = _field(params, "schedule", schedules.parse_repeat)
+    repeat = _field(params, "schedule", lambda t: schedules.parse_repeat(t, location))
     first_run = _field(params, "first-run", lambda t: schedules.parse_instant(t, location))
     one_off = bool(_field(params, "one-off", parse_bool))
     immediate = bool(_field(params, "immediate", parse_bool))

@@ -41,7 +41,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from celery_dalga import schedules
 from celery_dalga.config import Settings
@@ -174,6 +175,32 @@ class Run:
         return hashlib.sha256(f"{self.key}|{self.task_id}".encode()).hexdigest()[:32]
 
 
+MYSQL_TRANSIENT = {1213, 1205}  # deadlock found; lock wait timeout
+SQLSTATE_TRANSIENT = {"40001", "40P01"}  # serialization failure; deadlock detected
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A deadlock or serialization failure: the database rolled the transaction back."""
+    if not isinstance(exc, DBAPIError) or exc.orig is None:
+        return False
+    args = getattr(exc.orig, "args", ())
+    code = args[0] if args else None
+    return code in MYSQL_TRANSIENT or getattr(exc.orig, "sqlstate", None) in SQLSTATE_TRANSIENT
+
+
+def _log_rerun(state) -> None:
+    log.warning("transaction rolled back (%s), running it again", state.outcome.exception())
+
+
+rerun_transient = retry(
+    retry=retry_if_exception(is_transient),
+    stop=stop_after_attempt(6),
+    wait=wait_random_exponential(multiplier=0.01, max=0.3),
+    before_sleep=_log_rerun,
+    reraise=True,
+)
+
+
 def make_engine(url: str) -> Engine:
     """An engine that reconnects by itself; SQLite in WAL mode with immediate transactions."""
     if url.startswith("sqlite"):
@@ -251,6 +278,7 @@ class Store:
             query = query.with_for_update()
         return conn.execute(query).first()
 
+    @rerun_transient
     def put(self, spec: JobSpec) -> Job:
         """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
         t, key = self.table, job_key(spec.path, spec.body)
@@ -304,6 +332,7 @@ class Store:
             row = self._select_key(conn, job_key(path, body))
         return Job.from_row(row) if row else None
 
+    @rerun_transient
     def delete(self, path: str, body: str) -> bool:
         """Cancel the job; an in-flight run finds its token gone and stops."""
         with self.engine.begin() as conn:
@@ -312,6 +341,7 @@ class Store:
             ).rowcount
         return bool(gone)
 
+    @rerun_transient
     def trigger(self, path: str, body: str) -> Job | None:
         """Run the job once, now, leaving its schedule as it is."""
         t, key = self.table, job_key(path, body)
@@ -327,6 +357,7 @@ class Store:
             ).rowcount
             return Job.from_row(self._select_key(conn, key)) if found else None
 
+    @rerun_transient
     def set_enabled(self, path: str, body: str, enabled: bool) -> Job | None:
         """Pause or resume. Resuming an idle job schedules its next slot from now."""
         key = job_key(path, body)
@@ -388,6 +419,7 @@ class Store:
 
     # -- the run protocol -----------------------------------------------------
 
+    @rerun_transient
     def claim(self, limit: int, lease: float) -> list[Run]:
         """Take up to `limit` due rows, give them one fresh token and a lease; return the runs."""
         t = self.table
@@ -463,6 +495,7 @@ class Store:
             return None
         return max(0.0, (_aware(earliest) - now).total_seconds())
 
+    @rerun_transient
     def begin(self, run: Run, lease: float) -> bool:
         """Fence a delivery: True (and the lease renewed) only if the row still has run's token."""
         t = self.table
@@ -487,6 +520,7 @@ class Store:
     def _write(self, conn: Connection, job_id: int, **values: Any) -> None:
         conn.execute(update(self.table).where(self.table.c.id == job_id).values(**values))
 
+    @rerun_transient
     def complete(self, run: Run, delete_job: bool, duration: float) -> str:
         """Apply a success: delete, or release the token and set the next run. Token-guarded."""
         with self.engine.begin() as conn:
@@ -520,6 +554,7 @@ class Store:
             )
             return "done"
 
+    @rerun_transient
     def fail(self, run: Run, error: str, retry_in: float, lease: float) -> str:
         """Record a failed attempt. "retry" extends the lease over the wait; "gave_up" disables
         the job (retry_stop_after passed); "stale"/"stopped" mean the run is no longer ours."""

@@ -30,6 +30,11 @@ def test_one_off_variants():
     assert first({"one-off": "on", "first-run": "2026-06-01T13:00:00Z"}) == NOW + timedelta(hours=1)
 
 
+def test_repeat_start_without_offset_is_wall_clock_in_location():
+    params = {"schedule": "R2/2026-07-01T09:00:00/PT1H", "location": "Europe/Istanbul"}
+    assert first(params) == datetime(2026, 7, 1, 6, 0, tzinfo=UTC)
+
+
 def test_cron_and_schedule_stand_in_for_interval():
     assert first({"cron": "0 * * * *"}) == NOW + timedelta(hours=1)
     assert first({"schedule": "R2/2026-06-01T12:30:00Z/PT1H"}) == NOW + timedelta(minutes=30)
@@ -63,11 +68,12 @@ def test_cron_and_schedule_stand_in_for_interval():
             "first-run",
         ),
         ({"intervall": "60"}, "intervall"),
+        ({"schedule": "R3/2020-01-01T00:00:00Z/PT1H"}, "schedule"),
     ],
 )
 def test_bad_parameters_name_the_parameter(params, parameter):
     with pytest.raises(InvalidParameter) as caught:
-        parse_spec("check_feed", "1234", params)
+        parse_spec("check_feed", "1234", params).first_sched(NOW)
     assert caught.value.parameter == parameter
 
 

@@ -269,3 +269,33 @@ def test_claim_locks_with_skip_locked(request, make_store, server):
     assert len(store.claim(10, lease=30)) == 1
     claim = next(s for s in statements if "next_run <=" in s and s.lstrip().startswith("SELECT"))
     assert claim.rstrip().endswith("FOR UPDATE SKIP LOCKED")
+
+
+def test_a_real_deadlock_is_classified_as_transient(mariadb_url, make_store):
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from celery_dalga.store import is_transient
+
+    store = make_store(mariadb_url)
+    a = store.put(spec(body="a", interval="60")).id
+    b = store.put(spec(body="b", interval="60")).id
+    table, errors, barrier = store.table.name, [], threading.Barrier(2)
+
+    def lock(first: int, second: int) -> None:
+        try:
+            with store.engine.begin() as conn:
+                conn.execute(text(f"SELECT id FROM {table} WHERE id = {first} FOR UPDATE"))
+                barrier.wait()
+                conn.execute(text(f"SELECT id FROM {table} WHERE id = {second} FOR UPDATE"))
+        except OperationalError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=lock, args=ab) for ab in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 1 and is_transient(errors[0])
+    assert not is_transient(ValueError("not a database error"))

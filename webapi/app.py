@@ -14,6 +14,7 @@ from celery_dalga.config import Settings
 from celery_dalga.spec import InvalidParameter, check_key, parse_spec
 from celery_dalga.store import Job, Store, store_for
 from celery_dalga.values import parse_bool
+from webapi.openapi import openapi_spec
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
@@ -146,6 +147,10 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
         return jsonify(
             jobs=[job_json(j) for j in jobs], next_after=jobs[-1].id if len(jobs) == limit else None
         )
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(openapi_spec())
 
     @app.get("/status")
     def status():
