@@ -1,4 +1,4 @@
-.PHONY: run test
+.PHONY: run test faults
 
 # Run the scheduler on the embedded SQLite default (installs into .venv first).
 run:
@@ -7,3 +7,7 @@ run:
 # Run the test suite on real services (installs into .venv and starts services first).
 test:
 	scripts/test.sh
+
+# Run the whole fault suite (killed processes, lost broker, restarted database; ~12 minutes).
+faults:
+	scripts/faults.sh

@@ -83,9 +83,7 @@ def test_3_workers_killed_mid_callback(make_cluster, endpoint):
 
     work = run(cluster, endpoint, one_offs=600, intervals=50, during=chaos)
     lease = cluster.settings.lease
-    result = figures(
-        "3 workers kill -9", cluster, endpoint, work, lease, kills=kills[0], lease=lease
-    )
+    result = figures("3 workers kill -9", cluster, endpoint, work, lease, kills=kills[0])
     assert result.lost == 0
     assert result.duplicate_keys_consistent
     assert result.max_lateness < lease + cluster.settings.callback_timeout + 10
@@ -174,7 +172,7 @@ def test_5_mariadb_restarted(make_cluster, endpoint, tmp_path):
 @pytest.mark.fault
 def test_6_endpoint_down_then_up(make_cluster, endpoint):
     cluster = make_cluster(retry_interval=1.0, retry_multiplier=2.0)
-    seconds = 90
+    seconds = 75
 
     def outage(work):
         time.sleep(15)
@@ -328,7 +326,7 @@ class DedicatedMariaDB:
 
     @property
     def url(self) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/mysql"
+        return f"mysql://root@127.0.0.1:{self.port}/faults"
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -349,6 +347,9 @@ class DedicatedMariaDB:
             stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, timeout=60)
+        create = "CREATE DATABASE IF NOT EXISTS faults"
+        mariadb = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.port), "-u"]
+        subprocess.run([*mariadb, "root", "-e", create], check=True)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Run the whole fault suite (tests/faults, all eight scenarios) on real processes; ~12 minutes.
+# Each scenario prints its figures and appends them to tests/faults/results.jsonl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh dev
+scripts/services.sh
+exec .venv/bin/python -m pytest -p no:cacheprovider -m "" -s tests/faults "$@"
