@@ -34,14 +34,13 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from celery_dalga import schedules
@@ -281,7 +280,7 @@ class Store:
     @rerun_transient
     def put(self, spec: JobSpec) -> Job:
         """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
-        t, key = self.table, job_key(spec.path, spec.body)
+        key = job_key(spec.path, spec.body)
         with self.engine.begin() as conn:
             now = self.now(conn)
             first = _naive(spec.first_sched(now))
@@ -299,33 +298,33 @@ class Store:
                 "next_sched": first,
                 "triggered_at": None,
             }
-            changed = conn.execute(
-                update(t)
-                .where(t.c.job_key == key)
-                .values(**values, next_run=func.coalesce(_if_running(t, t.c.next_run), first))
-            ).rowcount
-            if not changed:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            insert(t).values(
-                                **values,
-                                job_key=key,
-                                path=spec.path,
-                                body=spec.body,
-                                next_run=first,
-                                created_at=_naive(now),
-                            )
-                        )
-                except IntegrityError:
-                    conn.execute(
-                        update(t)
-                        .where(t.c.job_key == key)
-                        .values(
-                            **values, next_run=func.coalesce(_if_running(t, t.c.next_run), first)
-                        )
-                    )
+            row = dict(
+                values,
+                job_key=key,
+                path=spec.path,
+                body=spec.body,
+                next_run=first,
+                created_at=_naive(now),
+            )
+            conn.execute(self._upsert(row, list(values)))
             return Job.from_row(self._select_key(conn, key))
+
+    def _upsert(self, row: dict[str, Any], replace: list[str]) -> Any:
+        """One atomic INSERT-or-UPDATE on job_key. On update the `replace` columns take the
+        new values and next_run does too, unless a run holds the row (then it keeps its lease)."""
+        t = self.table
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            stmt = mysql.insert(t).values(**row)
+            new = stmt.inserted
+        else:
+            dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(t).values(**row)
+            new = stmt.excluded
+        changes = {name: new[name] for name in replace}
+        changes["next_run"] = case((t.c.token.is_not(None), t.c.next_run), else_=new.next_run)
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            return stmt.on_duplicate_key_update(**changes)
+        return stmt.on_conflict_do_update(index_elements=[t.c.job_key], set_=changes)
 
     def get(self, path: str, body: str) -> Job | None:
         with self.engine.connect() as conn:
