@@ -299,3 +299,36 @@ def test_a_real_deadlock_is_classified_as_transient(mariadb_url, make_store):
         t.join(30)
     assert len(errors) == 1 and is_transient(errors[0])
     assert not is_transient(ValueError("not a database error"))
+
+
+def test_a_transaction_that_loses_a_real_deadlock_is_run_again(mariadb_url, make_store):
+    import threading
+
+    from celery_dalga.store import rerun_transient
+
+    store = make_store(mariadb_url)
+    a = store.put(spec(body="a", interval="60")).id
+    b = store.put(spec(body="b", interval="60")).id
+    table, barrier, attempts = store.table.name, threading.Barrier(2, timeout=10), []
+
+    def heavier() -> None:  # modifies rows, so InnoDB picks the other one as the victim
+        with store.engine.begin() as conn:
+            conn.execute(text(f"UPDATE {table} SET error_count = 1 WHERE id = {b}"))
+            barrier.wait()
+            conn.execute(text(f"UPDATE {table} SET error_count = 1 WHERE id = {a}"))
+
+    @rerun_transient
+    def victim() -> None:
+        attempts.append(1)
+        with store.engine.begin() as conn:
+            conn.execute(text(f"SELECT id FROM {table} WHERE id = {a} FOR UPDATE"))
+            if len(attempts) == 1:
+                barrier.wait()
+            conn.execute(text(f"SELECT id FROM {table} WHERE id = {b} FOR UPDATE"))
+
+    other = threading.Thread(target=heavier)
+    other.start()
+    victim()
+    other.join(30)
+    assert len(attempts) == 2
+    assert store.get("feeds", "a").error_count == 1
