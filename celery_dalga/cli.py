@@ -29,6 +29,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     sub.add_parser("create-table", help="create the jobs table if it is missing")
     sub.add_parser("web", help="serve the HTTP API only")
+    load = sub.add_parser("import", help="schedule the jobs of a JSON-lines or CSV file")
+    load.add_argument("file", help="path, or - for standard input")
+    load.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file name")
+    load.add_argument("--batch", type=int, default=5000, help="jobs per transaction")
     run = sub.add_parser("run", help="HTTP API + beat + worker in one process (embedded default)")
     run.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
     return p
@@ -76,6 +80,23 @@ def run_all(settings: Settings, concurrency: int) -> None:
         log.info("stopped")
 
 
+def import_file(settings: Settings, name: str, fmt: str | None, batch: int) -> int:
+    """`dalga import`: schedule every job of the file, with a progress bar on stderr."""
+    from celery_dalga.bulk import BadRecord, import_jobs
+
+    fmt = fmt or ("csv" if name.endswith(".csv") else "jsonl")
+    stream = sys.stdin if name == "-" else open(name, encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        written = import_jobs(store_for(settings), stream, fmt, settings.max_body, batch)
+    except BadRecord as exc:
+        print(f"dalga import: {exc}; the batches before it were written", file=sys.stderr)
+        return 2
+    finally:
+        stream.close()
+    print(f"imported {written} jobs into table {settings.table!r}")
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -93,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.create_table or args.command == "create-table":
         print(f"table {settings.table!r} is ready")
         return 0
+    if args.command == "import":
+        return import_file(settings, args.file, args.format, args.batch)
     if args.command == "web":
         signal.signal(signal.SIGTERM, _interrupt)
         server = serve_web(settings)

@@ -280,47 +280,33 @@ class Store:
     @rerun_transient
     def put(self, spec: JobSpec) -> Job:
         """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
-        key = job_key(spec.path, spec.body)
+        with self.engine.begin() as conn:
+            row = _row(spec, self.now(conn))
+            conn.execute(self._upsert(), [row])
+            return Job.from_row(self._select_key(conn, row["job_key"]))
+
+    @rerun_transient
+    def put_many(self, specs: list[JobSpec]) -> int:
+        """Schedule or reschedule many jobs in one transaction (the bulk path); returns len."""
+        if not specs:
+            return 0
         with self.engine.begin() as conn:
             now = self.now(conn)
-            first = _naive(spec.first_sched(now))
-            sched = spec.schedule
-            values = {
-                "interval": str(sched.interval) if sched.interval else None,
-                "cron": sched.cron,
-                "repeat": f"R{sched.repeat.count or ''}/{sched.repeat.start.isoformat()}/"
-                f"{sched.repeat.period}"
-                if sched.repeat
-                else None,
-                "location": sched.location.key,
-                "one_off": sched.one_off,
-                "enabled": True,
-                "next_sched": first,
-                "triggered_at": None,
-            }
-            row = dict(
-                values,
-                job_key=key,
-                path=spec.path,
-                body=spec.body,
-                next_run=first,
-                created_at=_naive(now),
-            )
-            conn.execute(self._upsert(row, list(values)))
-            return Job.from_row(self._select_key(conn, key))
+            conn.execute(self._upsert(), [_row(spec, now) for spec in specs])
+        return len(specs)
 
-    def _upsert(self, row: dict[str, Any], replace: list[str]) -> Any:
-        """One atomic INSERT-or-UPDATE on job_key. On update the `replace` columns take the
-        new values and next_run does too, unless a run holds the row (then it keeps its lease)."""
+    def _upsert(self) -> Any:
+        """INSERT-or-UPDATE on job_key, one atomic statement. An update replaces the schedule
+        columns, and next_run too unless a run holds the row (then it keeps its lease)."""
         t = self.table
         if self.engine.dialect.name in ("mysql", "mariadb"):
-            stmt = mysql.insert(t).values(**row)
+            stmt = mysql.insert(t)
             new = stmt.inserted
         else:
             dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(t).values(**row)
+            stmt = dialect.insert(t)
             new = stmt.excluded
-        changes = {name: new[name] for name in replace}
+        changes = {name: new[name] for name in SCHEDULE_COLUMNS}
         changes["next_run"] = case((t.c.token.is_not(None), t.c.next_run), else_=new.next_run)
         if self.engine.dialect.name in ("mysql", "mariadb"):
             return stmt.on_duplicate_key_update(**changes)
@@ -581,6 +567,44 @@ class Store:
                 conn, row.id, next_run=_naive(now + timedelta(seconds=retry_in + lease)), **counts
             )
             return "retry"
+
+
+SCHEDULE_COLUMNS = (
+    "interval",
+    "cron",
+    "repeat",
+    "location",
+    "one_off",
+    "enabled",
+    "next_sched",
+    "triggered_at",
+)
+
+
+def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
+    """The columns a PUT writes for spec, at now."""
+    first = _naive(spec.first_sched(now))
+    sched = spec.schedule
+    repeat = None
+    if sched.repeat:
+        repeat = (
+            f"R{sched.repeat.count or ''}/{sched.repeat.start.isoformat()}/{sched.repeat.period}"
+        )
+    return {
+        "job_key": job_key(spec.path, spec.body),
+        "path": spec.path,
+        "body": spec.body,
+        "interval": str(sched.interval) if sched.interval else None,
+        "cron": sched.cron,
+        "repeat": repeat,
+        "location": sched.location.key,
+        "one_off": sched.one_off,
+        "enabled": True,
+        "next_sched": first,
+        "triggered_at": None,
+        "next_run": first,
+        "created_at": _naive(now),
+    }
 
 
 def _schedule_of(job: Any) -> Schedule:

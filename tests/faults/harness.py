@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import socket
 import threading
@@ -25,6 +26,7 @@ from celery_dalga.spec import parse_spec
 from celery_dalga.store import Store, store_for
 
 RESULTS = Path(__file__).with_name("results.jsonl")
+DISPATCHED = re.compile(r"dispatched (\d+) runs")
 
 
 @dataclass
@@ -169,7 +171,8 @@ class Cluster:
     def dispatches_per_beat(self) -> dict[str, int]:
         counts: Counter = Counter()
         for log in self.tmp.glob("beat*.log"):
-            counts[log.name.split(".")[0]] += log.read_text(errors="replace").count("dispatched ")
+            text = log.read_text(errors="replace")
+            counts[log.name.split(".")[0]] += sum(int(n) for n in DISPATCHED.findall(text))
         return dict(sorted(counts.items()))
 
     def tracebacks(self) -> list[str]:

@@ -1,0 +1,120 @@
+"""Shared pieces of the benchmarks: processes, RSS, queue scans, result lines."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+MARIADB = os.environ.get("DALGA_BENCH_MARIADB", "mysql://root@127.0.0.1:3306")
+REDIS = os.environ.get("DALGA_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+
+
+def database(name: str) -> str:
+    """URL of a MariaDB database of the benchmarks' own, created if missing."""
+    engine = create_engine(MARIADB)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    engine.dispose()
+    return f"{MARIADB}/{name}"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+
+
+def record(bench: str, figures: dict) -> None:
+    """Print the figures and append them, dated, to bench/results/<bench>.jsonl."""
+    line = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": " ".join(["python"] + sys.argv),
+        **figures,
+    }
+    print(json.dumps(line), flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    with (RESULTS / f"{bench}.jsonl").open("a") as out:
+        out.write(json.dumps(line) + "\n")
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size now, in MB (0 when the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def wait_for_messages(
+    client: redis.Redis, queue: str, want: int, procs: list, timeout: float
+) -> dict:
+    """Poll the queue until it holds `want` messages; track first/last arrival and peak RSS."""
+    started = time.monotonic()
+    first = None
+    peak = {p.pid: 0.0 for p in procs}
+    count = 0
+    last_print = started
+    while time.monotonic() - started < timeout:
+        count = client.llen(queue)
+        now = time.monotonic()
+        if count and first is None:
+            first = now
+        for p in procs:
+            peak[p.pid] = max(peak[p.pid], rss_mb(p.pid))
+        if now - last_print > 5:
+            print(f"  {count}/{want} messages after {now - started:.0f} s", file=sys.stderr)
+            last_print = now
+        if count >= want:
+            break
+        time.sleep(0.02)
+    done = time.monotonic()
+    return {
+        "messages": count,
+        "seconds_total": round(done - started, 2),
+        "first_message_after": round(first - started, 2) if first else None,
+        "seconds_publishing": round(done - first, 2) if first else None,
+        "peak_rss_mb": [round(v, 1) for v in peak.values()],
+        "finished": count >= want,
+    }
+
+
+def scan_jobs(client: redis.Redis, queue: str) -> tuple[int, int]:
+    """(messages, distinct jobs) in the queue, read in chunks. A job is its kwargs' body
+    (celery-dalga) or its first argument (the peers' benchmark tasks)."""
+    total, jobs = 0, set()
+    for start_at in range(0, client.llen(queue), 10000):
+        for raw in client.lrange(queue, start_at, start_at + 9999):
+            args, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            jobs.add(kwargs.get("body") if kwargs else args[0])
+            total += 1
+    return total, len(jobs)

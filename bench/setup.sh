@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The benchmarks' own venv (bench/.venv): the project plus the peers it is compared with,
+# RedBeat and django-celery-beat, which are not project dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/services.sh
+[ -x bench/.venv/bin/python ] || python3 -m venv bench/.venv
+if [ ! -f bench/.venv/.installed ] || [ pyproject.toml -nt bench/.venv/.installed ]; then
+    bench/.venv/bin/pip install --quiet -e . "celery-redbeat>=2.2" "django-celery-beat>=2.6" "django>=4.2"
+    touch bench/.venv/.installed
+fi

@@ -1,0 +1,88 @@
+"""The bulk path: Store.put_many and `dalga import` (JSON lines, CSV) on MariaDB."""
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import settings_on, unique_table
+from processes import dalga_env
+
+from celery_dalga.bulk import BadRecord, import_jobs
+from celery_dalga.spec import parse_spec
+
+
+@pytest.fixture
+def store(mariadb_url, make_store):
+    return make_store(mariadb_url)
+
+
+def test_put_many_upserts_and_keeps_a_running_lease(store):
+    first = [parse_spec("feeds", str(i), {"interval": "60", "immediate": "1"}) for i in range(5)]
+    assert store.put_many(first) == 5
+    running = store.claim(1, lease=30)[0]
+    again = [parse_spec("feeds", str(i), {"interval": "PT5M"}) for i in range(5)]
+    store.put_many(again)
+    jobs = {j.body: j for j in store.list()}
+    assert len(jobs) == 5 and all(j.interval == "PT5M" for j in jobs.values())
+    assert jobs[running.body].running and jobs[running.body].next_run < jobs["4"].next_run
+
+
+def test_import_json_lines_and_csv(store):
+    lines = "\n".join(
+        json.dumps({"path": "p", "body": str(i), "interval": 60, "immediate": True})
+        for i in range(1200)
+    )
+    assert import_jobs(store, io.StringIO(lines), "jsonl", 65535, batch=500, progress=False) == 1200
+    table = "path,body,cron,location\nr,a,0 9 * * *,Europe/Istanbul\nr,b,*/5 * * * *,\n"
+    assert import_jobs(store, io.StringIO(table), "csv", 65535, progress=False) == 2
+    assert len(store.list(limit=2000)) == 1202
+    assert store.get("r", "a").location == "Europe/Istanbul"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"path": "p", "body": "x", "interval": "soon"}',
+        "not json",
+        '{"path": "p", "body": "", "interval": 1}',
+        "[1, 2]",
+    ],
+)
+def test_a_bad_line_stops_the_import_and_names_the_line(store, bad):
+    lines = '{"path": "p", "body": "ok", "interval": 60}\n' + bad + "\n"
+    with pytest.raises(BadRecord, match="line 2"):
+        import_jobs(store, io.StringIO(lines), "jsonl", 65535, progress=False)
+
+
+def test_dalga_import_command(mariadb_url, tmp_path):
+    settings = settings_on(mariadb_url, unique_table())
+    source = tmp_path / "jobs.jsonl"
+    source.write_text(
+        "\n".join(
+            json.dumps({"path": "cli", "body": str(i), "interval": "PT1H"}) for i in range(50)
+        )
+    )
+    env = dalga_env(settings)
+    done = subprocess.run(
+        [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "imported 50 jobs" in done.stdout
+    source.write_text('{"path": "cli", "body": "x", "interval": "never"}\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "line 1" in done.stderr and "Traceback" not in done.stderr
+    from celery_dalga.store import store_for
+
+    store = store_for(settings)
+    assert len(store.list()) == 50
+    store.drop_table()
