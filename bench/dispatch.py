@@ -55,7 +55,7 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
         **os.environ,
         "BENCH_BROKER": REDIS,
         "BENCH_QUEUE": queue,
-        "BENCH_PREFIX": f"redbeat-{queue}",
+        "BENCH_PREFIX": "redbeat-bench:",
         "BENCH_DJANGO_DB": "cdalga_bench_django",
     }
     celery = [sys.executable, "-m", "celery", "-A"]
@@ -114,8 +114,10 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
 
 
 def run(scheduler: str, jobs: int, beats: int, timeout: float, batch_size: int) -> dict:
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    # The peers' apps read their queue and key prefix once, at import: give them fixed ones.
+    queue = f"bench-{uuid.uuid4().hex[:8]}" if scheduler == "celery-dalga" else f"bench-{scheduler}"
     client = redis.Redis.from_url(REDIS)
+    client.delete(queue)
     procs = []
     loaded = time.monotonic()
     command, env, cleanup = prepare(scheduler, jobs, queue, batch_size)

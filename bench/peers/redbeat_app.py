@@ -2,6 +2,7 @@
 
 import os
 
+import redis
 from celery import Celery
 
 app = Celery("redbeat_bench", broker=os.environ["BENCH_BROKER"])
@@ -20,6 +21,9 @@ def load(jobs: int, progress) -> None:
     from celery.schedules import schedule
     from redbeat import RedBeatSchedulerEntry
 
+    client = redis.Redis.from_url(os.environ["BENCH_BROKER"])
+    for key in client.scan_iter(f"{os.environ['BENCH_PREFIX']}*", count=10000):
+        client.delete(key)
     last = datetime.now(UTC) - timedelta(hours=2)
     for i in range(jobs):
         RedBeatSchedulerEntry(

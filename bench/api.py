@@ -1,0 +1,149 @@
+"""Benchmark 4, the API and the bulk path.
+
+    python bench/api.py --requests 20000 --clients 16 --import-jobs 1000000
+    python bench/api.py --quick
+
+Starts `dalga web` (waitress, 8 threads) on a fresh MariaDB table and drives PUT, GET and
+DELETE from concurrent client threads on 127.0.0.1 (the clients share the 2 cores with the
+server and MariaDB). Then writes a JSON-lines file of jobs and times `dalga import` on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, database, record, start, stop  # noqa: E402
+from celery_dalga.config import Settings  # noqa: E402
+from celery_dalga.store import store_for  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def drive(base: str, method: str, count: int, clients: int) -> dict:
+    """`count` requests of one kind, split over `clients` threads; throughput and latency."""
+    latencies: list[float] = []
+    errors = []
+    lock = threading.Lock()
+
+    def client(worker: int) -> None:
+        session = requests.Session()
+        mine = []
+        for i in range(worker, count, clients):
+            url = f"{base}/jobs/bench/{i}"
+            started = time.perf_counter()
+            if method == "PUT":
+                resp = session.put(url + "?interval=300", timeout=30)
+            else:
+                resp = session.request(method, url, timeout=30)
+            mine.append(time.perf_counter() - started)
+            if resp.status_code >= 300:
+                errors.append(resp.status_code)
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        f"{method}_per_s": round(count / elapsed),
+        f"{method}_p50_ms": round(statistics.median(latencies) * 1000, 1),
+        f"{method}_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+        f"{method}_errors": len(errors),
+    }
+
+
+def bulk_import(settings: Settings, jobs: int) -> dict:
+    """Write `jobs` JSON lines, then time `dalga import` loading them into an empty table."""
+    source = Path(tempfile.mkdtemp(prefix="dalga-import-")) / "jobs.jsonl"
+    with source.open("w") as out:
+        for i in range(jobs):
+            out.write(json.dumps({"path": "feeds", "body": str(i), "interval": 300}) + "\n")
+    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    elapsed = time.perf_counter() - started
+    source.unlink()
+    return {
+        "import_jobs": jobs,
+        "import_seconds": round(elapsed, 1),
+        "import_jobs_per_s": round(jobs / elapsed),
+        "import_ok": done.returncode == 0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--import-jobs", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="2,000 requests, 100k import")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.import_jobs = 2000, 100_000
+    settings = Settings(
+        database_url=database("cdalga_bench"),
+        port=free_port(),
+        table=f"bench_api_{uuid.uuid4().hex[:8]}",
+    )
+    store = store_for(settings)
+    store.create_table()
+    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
+    log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
+    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, log)
+    base = f"http://127.0.0.1:{settings.port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(base + "/status", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        figures = {"requests": args.requests, "clients": args.clients}
+        for method in ("PUT", "GET", "DELETE"):
+            print(f"  {method} x {args.requests}", file=sys.stderr)
+            figures.update(drive(base, method, args.requests, args.clients))
+    finally:
+        stop(web)
+        store.drop_table()
+    store.create_table()
+    try:
+        print(f"  dalga import of {args.import_jobs} jobs", file=sys.stderr)
+        figures.update(bulk_import(settings, args.import_jobs))
+        figures["import_rows_in_table"] = len(store.list(limit=1)) and store.status()["total"]
+    finally:
+        store.drop_table()
+    record("api", figures)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""Benchmark 3, end to end: beat, workers and a fast local endpoint.
+
+    python bench/e2e.py --jobs 10000 100000 --pools threads prefork gevent
+    python bench/e2e.py --quick
+
+N one-off jobs fall due at once; one beat dispatches them, two `celery worker` processes
+POST them to a uvicorn endpoint on 127.0.0.1, which records each call. Reports callbacks/s
+(N over the time from the first to the last call) and the p50/p99 lateness of the calls
+(arrival minus Dalga-Sched: with all N due at once this is the backlog's drain time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import REDIS, database, record, start, stop  # noqa: E402
+from celery_dalga.config import Settings  # noqa: E402
+from celery_dalga.spec import parse_spec  # noqa: E402
+from celery_dalga.store import store_for  # noqa: E402
+
+POOLS = {
+    "threads": ["--pool", "threads", "--concurrency", "32"],
+    "prefork": ["--pool", "prefork", "--concurrency", "8"],
+    "gevent": ["--pool", "gevent", "--concurrency", "100"],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
+    queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
+    settings = Settings(
+        database_url=database("cdalga_bench"),
+        queue=queue,
+        batch_size=1000,
+        table=f"bench_{queue.replace('-', '_')}",
+        lease=600,
+        base_url=f"http://127.0.0.1:{port}/",
+    )
+    store = store_for(settings)
+    store.create_table()
+    logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
+    env = {
+        **os.environ,
+        **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()},
+        "DALGA_BROKER_URL": REDIS,
+        "BENCH_STATS": str(logs / "stats.json"),
+    }
+    procs = [
+        start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.endpoint_app:app",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env,
+            logs / "endpoint.log",
+        )
+    ]
+    try:
+        for i in range(workers):
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "celery_dalga",
+                        "worker",
+                        *POOLS[pool],
+                        "-n",
+                        f"e2e{i}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                    env,
+                    logs / f"worker{i}.log",
+                )
+            )
+        specs = [
+            parse_spec("cb", str(i), {"one-off": "true", "immediate": "true"}) for i in range(jobs)
+        ]
+        for _ in range(100):
+            try:
+                requests.get(settings.base_url, timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        time.sleep(3)  # workers connect
+        for at in range(0, jobs, 5000):
+            store.put_many(specs[at : at + 5000])
+        procs.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "celery_dalga",
+                    "beat",
+                    "-S",
+                    "celery_dalga.Scheduler",
+                    "--loglevel",
+                    "WARNING",
+                ],
+                env,
+                logs / "beat.log",
+            )
+        )
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            left = store.status()["total"]
+            print(
+                f"  {jobs - left}/{jobs} delivered after {time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+            )
+            if left == 0:
+                break
+            time.sleep(2)
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+        store.drop_table()
+    stats = json.loads((logs / "stats.json").read_text())
+    lateness = stats["lateness"]
+    span = (stats["last"] - stats["first"]) if stats["calls"] > 1 else None
+    return {
+        "jobs": jobs,
+        "pool": pool,
+        "workers": workers,
+        "pool_args": POOLS[pool],
+        "calls": stats["calls"],
+        "distinct_runs": stats["runs"],
+        "callbacks_per_s": round(stats["calls"] / span) if span else None,
+        "lateness_p50_s": round(lateness[len(lateness) // 2], 2) if lateness else None,
+        "lateness_p99_s": round(lateness[int(len(lateness) * 0.99) - 1], 2) if lateness else None,
+        "finished": stats["runs"] >= jobs,
+        "logs": str(logs),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument(
+        "--pools", nargs="+", default=["threads", "prefork", "gevent"], choices=sorted(POOLS)
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--quick", action="store_true", help="5,000 jobs, threads pool")
+    args = parser.parse_args()
+    if args.quick:
+        args.jobs, args.pools, args.timeout = [5000], ["threads"], 50
+    for jobs in args.jobs:
+        for pool in args.pools:
+            record("e2e", run(jobs, pool, args.workers, args.timeout))
+
+
+if __name__ == "__main__":
+    main()

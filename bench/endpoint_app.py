@@ -1,0 +1,54 @@
+"""A fast callback endpoint for the end-to-end benchmark (ASGI, served by uvicorn).
+
+Answers 200 to every POST and, on shutdown, writes to $BENCH_STATS a JSON object with the
+number of calls, distinct (path, body, Dalga-Sched) runs, first/last arrival and the
+lateness (arrival minus Dalga-Sched) of every call.
+"""
+
+import json
+import os
+import time
+from datetime import UTC, datetime
+
+calls: list[tuple[float, str, float]] = []
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                dump()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = dict(scope["headers"])
+    sched = headers.get(b"dalga-sched", b"").decode()
+    now = time.time()
+    lateness = now - datetime.fromisoformat(sched).timestamp() if sched else -1.0
+    calls.append((now, f"{scope['path']}|{body.decode()}|{sched}", lateness))
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def dump() -> None:
+    lateness = sorted(c[2] for c in calls)
+    stats = {
+        "calls": len(calls),
+        "runs": len({c[1] for c in calls}),
+        "first": min((c[0] for c in calls), default=None),
+        "last": max((c[0] for c in calls), default=None),
+        "lateness": lateness,
+        "written": datetime.now(UTC).isoformat(),
+    }
+    with open(os.environ["BENCH_STATS"], "w") as out:
+        json.dump(stats, out)

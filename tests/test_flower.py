@@ -1,0 +1,79 @@
+"""Beat's batched messages are ordinary Celery tasks: a real worker runs them and a real
+Flower shows them with their path, body and scheduled time."""
+
+import time
+import uuid
+
+import requests
+from helpers import settings_on, unique_table
+from processes import celery, dalga_env, start, stop
+from test_cli import free_port, wait_http
+
+from celery_dalga.spec import parse_spec
+from celery_dalga.store import store_for
+
+
+def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpoint, tmp_path):
+    settings = settings_on(
+        mariadb_url,
+        unique_table(),
+        endpoint.base_url,
+        queue=f"flower-{uuid.uuid4().hex[:8]}",
+        batch_size=50,
+    )
+    store = store_for(settings)
+    store.create_table()
+    env = dalga_env(settings, broker_url=redis_url)
+    env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    port = free_port()
+    procs = [
+        start(
+            celery(
+                "worker",
+                "--pool",
+                "threads",
+                "-E",
+                "-n",
+                f"flower-{port}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ),
+            env,
+            tmp_path,
+            "worker.log",
+        ),
+        start(
+            celery("flower", f"--port={port}", "--address=127.0.0.1"), env, tmp_path, "flower.log"
+        ),
+    ]
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", procs[1], timeout=60)
+        time.sleep(3)  # Flower subscribes to the worker's events
+        store.put_many(
+            [
+                parse_spec("flower/feed", str(i), {"one-off": "1", "immediate": "1"})
+                for i in range(120)
+            ]
+        )
+        procs.append(
+            start(celery("beat", "-S", "celery_dalga.Scheduler"), env, tmp_path, "beat.log")
+        )
+        endpoint.wait_for("flower/feed", 120, timeout=60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
+            done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
+            if len(done) >= 120:
+                break
+            time.sleep(1)
+    finally:
+        for proc in procs:
+            stop(proc)
+        store.drop_table()
+    assert len(done) == 120, f"{len(done)} successful tasks in Flower"
+    assert {t["name"] for t in done} == {"celery_dalga.http_callback"}
+    shown = " ".join(t["kwargs"] for t in done)
+    assert "'path': 'flower/feed'" in shown and "'body': '7'" in shown and "'sched':" in shown
+    assert all(t["uuid"].startswith("dalga-") for t in done)
