@@ -61,9 +61,12 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
     celery = [sys.executable, "-m", "celery", "-A"]
     with tqdm(total=jobs, unit=" jobs", desc=f"loading {scheduler}", mininterval=1) as bar:
         if scheduler == "celery-dalga":
+            # No worker runs here: the lease must outlast the backlog, or runs not started
+            # within it are (rightly) dispatched again as lost.
             settings = Settings(
                 database_url=database("cdalga_bench"),
                 queue=queue,
+                lease=3600,
                 table=f"bench_{queue.replace('-', '_')}",
                 batch_size=batch_size,
             )
