@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,15 +25,9 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, database, record, start, stop  # noqa: E402
+from bench.common import ROOT, dalga_env, database, free_port, record, start, stop  # noqa: E402,E501
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.store import store_for  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def drive(base: str, method: str, count: int, clients: int) -> dict:
@@ -82,7 +74,7 @@ def bulk_import(settings: Settings, jobs: int) -> dict:
     with source.open("w") as out:
         for i in range(jobs):
             out.write(json.dumps({"path": "feeds", "body": str(i), "interval": 300}) + "\n")
-    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
+    env = dalga_env(settings)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
@@ -117,7 +109,7 @@ def main() -> None:
     )
     store = store_for(settings)
     store.create_table()
-    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
+    env = dalga_env(settings)
     log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
     web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, log)
     base = f"http://127.0.0.1:{settings.port}"

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,33 @@ def record(bench: str, figures: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / f"{bench}.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+DALGA_BEAT = [
+    sys.executable,
+    "-m",
+    "celery",
+    "-A",
+    "celery_dalga",
+    "beat",
+    "-S",
+    "celery_dalga.Scheduler",
+    "--loglevel",
+    "WARNING",
+]
+
+
+def dalga_env(settings, **extra: str) -> dict[str, str]:
+    """The environment that gives a celery-dalga process these settings and the bench broker."""
+    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
+    env.update({"DALGA_BROKER_URL": REDIS}, **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

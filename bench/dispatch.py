@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     REDIS,
+    dalga_env,
     database,
     record,
     scan_jobs,
@@ -73,10 +74,7 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
             store = store_for(settings)
             store.create_table()
             load_dalga(store, jobs, bar.update)
-            env.update(
-                {f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()},
-                DALGA_BROKER_URL=REDIS,
-            )
+            env.update(dalga_env(settings))
             return (
                 celery + ["celery_dalga", "beat", "-S", "celery_dalga.Scheduler"],
                 env,

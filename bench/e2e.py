@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REDIS, database, record, start, stop  # noqa: E402
+from bench.common import DALGA_BEAT, dalga_env, database, free_port, record, start, stop  # noqa: E402,E501
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
 from celery_dalga.store import store_for  # noqa: E402
@@ -35,12 +33,6 @@ POOLS = {
     "prefork": ["--pool", "prefork", "--concurrency", "8"],
     "gevent": ["--pool", "gevent", "--concurrency", "100"],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
@@ -56,12 +48,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
     store = store_for(settings)
     store.create_table()
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
-    env = {
-        **os.environ,
-        **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()},
-        "DALGA_BROKER_URL": REDIS,
-        "BENCH_STATS": str(logs / "stats.json"),
-    }
+    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"))
     procs = [
         start(
             [
@@ -114,24 +101,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
         time.sleep(3)  # workers connect
         for at in range(0, jobs, 5000):
             store.put_many(specs[at : at + 5000])
-        procs.append(
-            start(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "celery_dalga",
-                    "beat",
-                    "-S",
-                    "celery_dalga.Scheduler",
-                    "--loglevel",
-                    "WARNING",
-                ],
-                env,
-                logs / "beat.log",
-            )
-        )
+        procs.append(start(DALGA_BEAT, env, logs / "beat.log"))
         started = time.monotonic()
         while time.monotonic() - started < timeout:
             left = store.status()["total"]

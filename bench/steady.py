@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import tempfile
 import threading
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REDIS, database, record, rss_mb, start, stop  # noqa: E402
+from bench.common import DALGA_BEAT, REDIS, dalga_env, database, record, rss_mb, start, stop  # noqa: E402,E501
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
 from celery_dalga.store import store_for  # noqa: E402
@@ -82,31 +81,9 @@ def run(jobs: int, beats: int, seconds: float) -> dict:
         lead = 5 + jobs / 12000  # loading runs at 15-20k jobs/s
         first_at = store.now() + timedelta(seconds=lead)
         load(store, jobs, first_at)
-        env = {
-            **os.environ,
-            **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()},
-            "DALGA_BROKER_URL": REDIS,
-        }
+        env = dalga_env(settings)
         logs = Path(tempfile.mkdtemp(prefix="dalga-steady-"))
-        for i in range(beats):
-            procs.append(
-                start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "celery_dalga",
-                        "beat",
-                        "-S",
-                        "celery_dalga.Scheduler",
-                        "--loglevel",
-                        "WARNING",
-                    ],
-                    env,
-                    logs / f"beat{i}.log",
-                )
-            )
+        procs = [start(DALGA_BEAT, env, logs / f"beat{i}.log") for i in range(beats)]
         drainer = threading.Thread(target=drain, args=(client, queue, lateness, done))
         drainer.start()
         time.sleep(max(0.0, (first_at - store.now()).total_seconds()))
