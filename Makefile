@@ -8,6 +8,6 @@ run:
 test:
 	scripts/test.sh
 
-# Run the whole fault suite (killed processes, lost broker, restarted database; ~12 minutes).
+# Run the whole fault suite (killed processes, lost broker, restarted database; about 9 minutes).
 faults:
 	scripts/faults.sh
