@@ -2,42 +2,22 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from processes import start, stop
+from processes import free_port, start, stop, wait_http
 from sqlalchemy import create_engine, inspect
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(**values) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DALGA_")}
     env.update(values, PYTHONUNBUFFERED="1")
     return env
-
-
-def wait_http(url: str, proc, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.log_path.read_text()
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
 
 
 def children_of(pid: int) -> list[int]:

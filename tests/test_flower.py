@@ -6,11 +6,20 @@ import uuid
 
 import requests
 from helpers import settings_on, unique_table
-from processes import celery, dalga_env, start, stop
-from test_cli import free_port, wait_http
+from processes import celery, dalga_env, free_port, start, stop, wait_http
 
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
+
+
+def wait_for_worker(url: str, timeout: float = 60) -> None:
+    """Wait until Flower lists a worker: it is connected to the broker and to the worker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(url, timeout=10).json():
+            return
+        time.sleep(0.5)
+    raise AssertionError("Flower never saw the worker")
 
 
 def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpoint, tmp_path):
@@ -50,7 +59,7 @@ def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpo
     ]
     try:
         wait_http(f"http://127.0.0.1:{port}/", procs[1], timeout=60)
-        time.sleep(3)  # Flower subscribes to the worker's events
+        wait_for_worker(f"http://127.0.0.1:{port}/api/workers?refresh=1")
         store.put_many(
             [
                 parse_spec("flower/feed", str(i), {"one-off": "1", "immediate": "1"})

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from harness import Cluster, Endpoint
 from helpers import unique_table
+from processes import free_port
 
 from celery_dalga.config import Settings
 
@@ -33,7 +34,7 @@ def make_cluster(tmp_path, endpoint, mariadb_url, redis_url):
             callback_timeout=5.0,
             batch_size=200,
             max_interval=1.0,
-            port=_free_port(),
+            port=free_port(),
         )
         values.update(extra)
         cluster = Cluster(tmp_path, Settings(**values), broker_url or redis_url)
@@ -48,9 +49,3 @@ def make_cluster(tmp_path, endpoint, mariadb_url, redis_url):
             cluster.store.drop_table()
         except Exception:  # a scenario's dedicated database may already be gone
             pass
-
-
-def _free_port() -> int:
-    from harness import _free_port as free
-
-    return free()

@@ -9,7 +9,6 @@ import json
 import random
 import re
 import signal
-import socket
 import threading
 import time
 import uuid
@@ -19,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from processes import celery, dalga_env, start, stop
+from processes import celery, dalga_env, free_port, start, stop
 
 from celery_dalga.config import Settings
 from celery_dalga.spec import parse_spec
@@ -50,7 +49,7 @@ class Endpoint:
         self.status = 200
         self.in_flight: Counter = Counter()
         self.max_in_flight = 0
-        self.port = _free_port()
+        self.port = free_port()
         self.server: ThreadingHTTPServer | None = None
         self.up()
 
@@ -109,12 +108,6 @@ class Endpoint:
     def delivered(self) -> list[Attempt]:
         with self.lock:
             return [a for a in self.attempts if a.status in (200, 204)]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

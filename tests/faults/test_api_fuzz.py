@@ -10,10 +10,9 @@ from collections import Counter
 import pytest
 import requests
 import schemathesis
-from harness import _free_port
 from helpers import unique_table
 from hypothesis import HealthCheck, given, settings
-from processes import dalga_env, start, stop
+from processes import dalga_env, free_port, start, stop, wait_http
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +20,13 @@ def web(mariadb_url, tmp_path_factory):
     from celery_dalga.config import Settings
     from celery_dalga.store import store_for
 
-    config = Settings(database_url=mariadb_url, table=unique_table(), port=_free_port())
+    config = Settings(database_url=mariadb_url, table=unique_table(), port=free_port())
     tmp = tmp_path_factory.mktemp("fuzz")
     proc = start(
         [sys.executable, "-m", "celery_dalga.cli", "web"], dalga_env(config), tmp, "web.log"
     )
     url = f"http://127.0.0.1:{config.port}"
-    for _ in range(100):
-        try:
-            requests.get(url + "/status", timeout=1)
-            break
-        except requests.ConnectionError:
-            import time
-
-            time.sleep(0.2)
+    wait_http(url + "/status", proc)
     yield url, proc
     stop(proc, signal.SIGTERM)
     store_for(config).drop_table()

@@ -16,6 +16,7 @@ from itertools import pairwise
 
 import pytest
 from harness import Cluster, Endpoint, figures, load_workload, random_kills, settle
+from processes import free_port, wait_port
 
 SECONDS = float(os.environ.get("DALGA_FAULT_SECONDS", "60"))
 
@@ -91,7 +92,7 @@ def test_3_workers_killed_mid_callback(make_cluster, endpoint):
 
 @pytest.mark.fault
 def test_4_redis_restarted_empty(make_cluster, endpoint, tmp_path):
-    port = _free_port()
+    port = free_port()
     redis_args = [
         "redis-server",
         "--port",
@@ -107,7 +108,7 @@ def test_4_redis_restarted_empty(make_cluster, endpoint, tmp_path):
     ]
     redis = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL)
     try:
-        _wait_port(port)
+        wait_port(port)
         cluster = make_cluster(broker_url=f"redis://127.0.0.1:{port}/0")
         restarts = []
 
@@ -118,7 +119,7 @@ def test_4_redis_restarted_empty(make_cluster, endpoint, tmp_path):
             redis.wait()
             time.sleep(2)
             redis = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL)
-            _wait_port(port)
+            wait_port(port)
             restarts.append(1)
 
         work = run(cluster, endpoint, during=chaos)
@@ -232,7 +233,7 @@ def test_7_api_under_concurrent_load(make_cluster, endpoint):
     for name in ("web", "beat0", "beat1", "worker0"):
         cluster.start(name)
     api = f"http://127.0.0.1:{cluster.settings.port}"
-    _wait_port(cluster.settings.port)
+    wait_port(cluster.settings.port)
     keys = [f"k{i}" for i in range(40)]
     acks = defaultdict(list)
     errors = []
@@ -308,7 +309,7 @@ class DedicatedMariaDB:
 
     def __init__(self, datadir):
         self.datadir = datadir
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = None
         datadir.mkdir(parents=True)
         subprocess.run(
@@ -346,7 +347,7 @@ class DedicatedMariaDB:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        _wait_port(self.port, timeout=60)
+        wait_port(self.port, timeout=60)
         create = "CREATE DATABASE IF NOT EXISTS faults"
         mariadb = ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(self.port), "-u"]
         subprocess.run([*mariadb, "root", "-e", create], check=True)
@@ -355,21 +356,3 @@ class DedicatedMariaDB:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
-
-
-def _free_port() -> int:
-    from harness import _free_port as free
-
-    return free()
-
-
-def _wait_port(port: int, timeout: float = 30) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
