@@ -8,32 +8,11 @@ from typing import Any
 from celery import beat
 from sqlalchemy.exc import SQLAlchemyError
 
+from celery_dalga import messages
 from celery_dalga.config import settings_for
 from celery_dalga.store import Run, Store, store_for
 
 log = logging.getLogger(__name__)
-
-TASK_NAME = "celery_dalga.http_callback"
-
-
-def task_repr(run: Run) -> str:
-    """What Flower shows as the task's arguments: path, body (cut at 200 chars), sched."""
-    body = run.body if len(run.body) <= 200 else run.body[:200] + "..."
-    kind = "trigger" if run.manual else "sched"
-    return f"{{'path': {run.path!r}, 'body': {body!r}, '{kind}': '{run.sched.isoformat()}'}}"
-
-
-def task_kwargs(run: Run) -> dict[str, Any]:
-    """The task's keyword arguments, readable in Flower: path, body, scheduled time first."""
-    return {
-        "path": run.path,
-        "body": run.body,
-        "sched": run.sched.isoformat(),
-        "job_id": run.job_id,
-        "key": run.key,
-        "token": run.token,
-        "manual": run.manual,
-    }
 
 
 class Scheduler(beat.Scheduler):
@@ -81,35 +60,18 @@ class Scheduler(beat.Scheduler):
         return self.max_interval if wait is None else min(wait, self.max_interval)
 
     def publish(self, runs: list[Run]) -> None:
-        """Send one ordinary protocol-2 task per run, buffered into one broker round trip per
-        batch where the transport can (kombu's Producer.batch: a Redis pipeline). The queue is
-        declared once per batch, and the argument repr Flower shows is built here rather than
-        by saferepr. A run left unsent is dispatched again when its lease ends."""
+        """Publish one http_callback task per run, the batch in one broker round trip where the
+        broker allows (celery_dalga.messages). A run left unsent is dispatched again when its
+        lease ends."""
         if not runs:
             return
         try:
-            queue = self.app.amqp.queues[self.settings.queue]
-            with self.app.producer_or_acquire() as producer, producer.batch(len(runs)):
-                producer.maybe_declare(queue)
-                for run in runs:
-                    self.app.send_task(
-                        TASK_NAME,
-                        kwargs=task_kwargs(run),
-                        task_id=run.task_id,
-                        queue=queue,
-                        declare=[],
-                        argsrepr="()",
-                        kwargsrepr=task_repr(run),
-                        producer=producer,
-                    )
-                    log.debug(
-                        "dispatched path=%s body=%s sched=%s",
-                        run.path,
-                        run.body,
-                        run.sched.isoformat(),
-                    )
-            log.info(
-                "dispatched %d runs, first path=%s body=%s", len(runs), runs[0].path, runs[0].body
-            )
+            messages.publish(self.app, self.app.amqp.queues[self.settings.queue], runs)
         except Exception as exc:  # broker errors come in many kinds; the lease covers them all
             log.error("publishing failed, runs will be re-dispatched after the lease: %s", exc)
+            return
+        for run in runs:
+            log.debug(
+                "dispatched path=%s body=%s sched=%s", run.path, run.body, run.sched.isoformat()
+            )
+        log.info("dispatched %d runs, first path=%s body=%s", len(runs), runs[0].path, runs[0].body)

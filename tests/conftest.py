@@ -78,6 +78,12 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    require("RabbitMQ", 5672)
+    return "amqp://guest:guest@127.0.0.1:5672//"
+
+
 @pytest.fixture
 def make_store():
     """make_store(url, **settings) -> a Store on a fresh table, dropped afterwards."""
@@ -202,7 +208,8 @@ class Stack:
 
 @pytest.fixture
 def make_stack(mariadb_url, redis_url, endpoint):
-    """make_stack(**settings) starts a real worker (threads pool) and a beat Service thread."""
+    """make_stack(broker=..., **settings) starts a real worker (threads pool) and a beat Service
+    thread, on Redis unless another broker URL is given."""
     from celery import Celery, beat
     from celery.contrib.testing.worker import start_worker
 
@@ -213,11 +220,11 @@ def make_stack(mariadb_url, redis_url, endpoint):
 
     stops = []
 
-    def make(**extra) -> Stack:
+    def make(broker: str = redis_url, **extra) -> Stack:
         queue = f"dalga-test-{uuid.uuid4().hex[:8]}"
         settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue, **extra)
         app = Celery(
-            "dalga-test", broker=redis_url, include=["celery_dalga.tasks"], set_as_current=False
+            "dalga-test", broker=broker, include=["celery_dalga.tasks"], set_as_current=False
         )
         app.conf.update(
             task_default_queue=queue,
@@ -240,7 +247,7 @@ def make_stack(mariadb_url, redis_url, endpoint):
             thread.join(5)
             worker.__exit__(None, None, None)
             with app.connection_for_write() as conn:
-                conn.default_channel.client.delete(queue)
+                app.amqp.queues[queue].bind(conn.default_channel).delete()
             store.drop_table()
 
         stops.append(stop)

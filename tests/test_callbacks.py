@@ -2,7 +2,7 @@
 
 import time
 
-from celery_dalga.scheduler import TASK_NAME
+from celery_dalga.messages import TASK_NAME
 
 
 def test_interval_job_is_called_repeatedly_with_the_callback_contract(make_stack):

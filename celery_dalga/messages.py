@@ -1,0 +1,137 @@
+"""http_callback task messages for a batch of runs, and publishing them in one go.
+
+Every message is an ordinary Celery protocol-2 task. Celery builds one message per batch
+(create_task_message, as send_task would); each run copies it with its own task id, keyword
+arguments and the argument repr Flower shows. On a Redis broker the batch is written with one
+pipelined LPUSH per run, each holding the envelope kombu's Redis transport would write; on any
+other broker it goes through kombu's Producer (batched where the transport can batch).
+Publishing every message through send_task and kombu's per-message layers cost more than all
+the rest of beat's work (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+from base64 import b64encode
+from typing import Any
+from uuid import uuid4
+
+from celery import Celery, signals
+from celery.app.amqp import task_message
+from kombu import Queue
+
+from celery_dalga.store import Run
+
+TASK_NAME = "celery_dalga.http_callback"
+
+
+def task_repr(run: Run) -> str:
+    """What Flower shows as the task's arguments: path, body (cut at 200 chars), sched."""
+    body = run.body if len(run.body) <= 200 else run.body[:200] + "..."
+    kind = "trigger" if run.manual else "sched"
+    return f"{{'path': {run.path!r}, 'body': {body!r}, '{kind}': '{run.sched.isoformat()}'}}"
+
+
+def task_kwargs(run: Run) -> dict[str, Any]:
+    """The task's keyword arguments, readable in Flower: path, body, scheduled time first."""
+    return {
+        "path": run.path,
+        "body": run.body,
+        "sched": run.sched.isoformat(),
+        "job_id": run.job_id,
+        "key": run.key,
+        "token": run.token,
+        "manual": run.manual,
+    }
+
+
+class RunMessages:
+    """The batch's message template, built once by Celery; message(run) fills in one run."""
+
+    def __init__(self, app: Celery):
+        self.headers, self.properties, body, self.sent_event = app.amqp.create_task_message(
+            "",
+            TASK_NAME,
+            (),
+            {},
+            reply_to=app.thread_oid,
+            create_sent_event=app.conf.task_send_sent_event,
+            ignore_result=True,
+            argsrepr="()",
+            kwargsrepr="",
+        )
+        self.embed = body[2]
+
+    def message(self, run: Run) -> task_message:
+        """The template with this run's task id, keyword arguments and repr."""
+        task_id, kwargsrepr = run.task_id, task_repr(run)
+        sent_event = None
+        if self.sent_event:
+            sent_event = {**self.sent_event, "uuid": task_id, "root_id": task_id}
+            sent_event["kwargs"] = kwargsrepr
+        return task_message(
+            headers={**self.headers, "id": task_id, "root_id": task_id, "kwargsrepr": kwargsrepr},
+            properties={**self.properties, "correlation_id": task_id},
+            body=((), task_kwargs(run), self.embed),
+            sent_event=sent_event,
+        )
+
+
+def publish(app: Celery, queue: Queue, runs: list[Run]) -> None:
+    """Publish one http_callback task per run to `queue`, as one broker round trip where the
+    broker allows. Raises whatever the broker raises; nothing is retried here."""
+    messages = RunMessages(app)
+    with app.producer_or_acquire() as producer:
+        producer.maybe_declare(queue)
+        if pipelined(app, producer, queue):
+            publish_to_redis(app, producer, queue, messages, runs)
+            return
+        send = app.amqp.send_task_message
+        with producer.batch(len(runs)):
+            for run in runs:
+                send(producer, TASK_NAME, messages.message(run), queue=queue, retry=False)
+
+
+def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
+    """Whether the batch can go straight into a Redis pipeline: a Redis broker, the queue
+    reached directly by name, JSON, and nothing that needs the per-message path (compression,
+    queue expiry, sent events, before/after_task_publish receivers)."""
+    return (
+        producer.connection.transport.driver_type == "redis"
+        and queue.exchange.type == "direct"
+        and not queue.expires
+        and app.conf.task_serializer == "json"
+        and not app.conf.task_compression
+        and not app.conf.task_send_sent_event
+        and not signals.before_task_publish.receivers
+        and not signals.after_task_publish.receivers
+    )
+
+
+def publish_to_redis(
+    app: Celery, producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]
+) -> None:
+    """LPUSH each run's message as kombu's Redis transport writes it, in one pipeline."""
+    properties = {
+        **messages.properties,
+        "delivery_mode": queue.exchange.delivery_mode or 2,
+        "delivery_info": {"exchange": "", "routing_key": queue.name},
+        "priority": 0,
+        "body_encoding": "base64",
+    }
+    with producer.channel.conn_or_acquire() as client, client.pipeline(False) as pipe:
+        for run in runs:
+            message = messages.message(run)
+            envelope = {
+                "body": b64encode(json.dumps(message.body).encode()).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": message.headers,
+                "properties": {
+                    **properties,
+                    "correlation_id": message.properties["correlation_id"],
+                    "delivery_tag": str(uuid4()),
+                },
+            }
+            pipe.lpush(queue.name, json.dumps(envelope))
+        pipe.execute()

@@ -1,0 +1,85 @@
+"""celery_dalga.messages: the pipelined Redis path writes what kombu would, and every path
+delivers real callbacks through a real worker (Redis and RabbitMQ)."""
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from celery import Celery, signals
+from kombu import Queue
+
+from celery_dalga import messages
+from celery_dalga.store import Run
+
+
+def runs(count: int) -> list[Run]:
+    sched = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    return [
+        Run(i, f"{i:064x}", f"feeds/{i}", f"body {i} é", sched, "t" * 32, manual=i == 2)
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def redis_app(redis_url):
+    queue = f"dalga-msg-{uuid.uuid4().hex[:8]}"
+    app = Celery("msg-test", broker=redis_url, set_as_current=False)
+    app.conf.task_default_queue = queue
+    yield app, app.amqp.queues[queue]
+    redis.Redis.from_url(redis_url).delete(queue)
+
+
+def popped(app: Celery, queue: Queue, count: int) -> list[dict]:
+    with app.connection_for_write() as conn:
+        client = conn.default_channel.client
+        assert client.llen(queue.name) == count
+        return [json.loads(client.rpop(queue.name)) for _ in range(count)]
+
+
+def test_pipelined_messages_are_the_ones_kombu_writes(redis_app):
+    app, queue = redis_app
+    with app.producer_or_acquire() as producer:
+        assert messages.pipelined(app, producer, queue)
+    messages.publish(app, queue, runs(3))
+    ours = popped(app, queue, 3)
+
+    seen = []
+
+    def hook(sender=None, headers=None, **_):
+        seen.append(headers["id"])
+
+    signals.before_task_publish.connect(hook)  # a receiver sends the batch through kombu
+    try:
+        messages.publish(app, queue, runs(3))
+    finally:
+        signals.before_task_publish.disconnect(hook)
+    kombus = popped(app, queue, 3)
+    assert len(seen) == 3
+
+    for mine, theirs in zip(ours, kombus, strict=True):
+        assert mine["properties"].pop("delivery_tag") != theirs["properties"].pop("delivery_tag")
+        mine_body = json.loads(base64.b64decode(mine.pop("body")))
+        assert mine_body == json.loads(base64.b64decode(theirs.pop("body")))
+        assert mine == theirs
+    assert ours[2]["headers"]["kwargsrepr"].endswith("'trigger': '2026-11-23T12:00:00+00:00'}")
+
+
+def test_pipelined_only_where_nothing_needs_the_per_message_path(redis_app, rabbitmq_url):
+    app, queue = redis_app
+    app.conf.task_compression = "gzip"
+    with app.producer_or_acquire() as producer:
+        assert not messages.pipelined(app, producer, queue)
+    amqp = Celery("msg-test", broker=rabbitmq_url, set_as_current=False)
+    with amqp.producer_or_acquire() as producer:
+        assert not messages.pipelined(amqp, producer, queue)
+
+
+def test_callbacks_arrive_through_rabbitmq(make_stack, rabbitmq_url):
+    stack = make_stack(broker=rabbitmq_url)
+    for i in range(5):
+        assert stack.api.put(f"/jobs/rabbit/{i}?one-off=true&immediate=true").status_code == 201
+    calls = stack.endpoint.wait_for("rabbit", 5)
+    assert sorted(c.body for c in calls) == [str(i) for i in range(5)]
