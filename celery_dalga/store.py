@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from celery_dalga.schedules import Schedule
 from celery_dalga.spec import JobSpec
 
 log = logging.getLogger(__name__)
+
+CLOCK_SAMPLE_SECONDS = 5.0
 
 Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -179,8 +182,13 @@ SQLSTATE_TRANSIENT = {"40001", "40P01"}  # serialization failure; deadlock detec
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A deadlock or serialization failure: the database rolled the transaction back."""
-    if not isinstance(exc, DBAPIError) or exc.orig is None:
+    """A deadlock or serialization failure (the database rolled the transaction back), or a
+    connection found dead (the pool has dropped it and its peers; a rerun reconnects)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if exc.orig is None:
         return False
     args = getattr(exc.orig, "args", ())
     code = args[0] if args else None
@@ -201,7 +209,9 @@ rerun_transient = retry(
 
 
 def make_engine(url: str) -> Engine:
-    """An engine that reconnects by itself; SQLite in WAL mode with immediate transactions."""
+    """An engine for the store; SQLite in WAL mode with immediate transactions. Connections are
+    not pinged on checkout: a dead one fails its statement, the pool drops all connections
+    of that age, and rerun_transient runs the transaction again on a fresh one."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -217,7 +227,7 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    options: dict[str, Any] = {"pool_pre_ping": True, "pool_recycle": 3600}
+    options: dict[str, Any] = {"pool_recycle": 3600}
     if url.startswith(("mysql", "mariadb")):
         options.update(isolation_level="READ COMMITTED", connect_args={"charset": "utf8mb4"})
     return create_engine(url, **options)
@@ -241,19 +251,27 @@ class Store:
         self.epsilon = timedelta(seconds=epsilon)
         self.retry_stop_after = timedelta(seconds=retry_stop_after)
         self.clock: Callable[[], datetime] | None = None
+        self._clock_sample: tuple[datetime, float] | None = None
 
     # -- time and transactions ------------------------------------------------
 
     def now(self, conn: Connection | None = None) -> datetime:
-        """The one "now": the database's clock (or self.clock, which tests may set)."""
+        """The one "now": the database's clock (or self.clock, which tests may set). It is read
+        at most every CLOCK_SAMPLE_SECONDS and carried forward by this process's monotonic
+        clock in between, which saves a round trip per transaction."""
         if self.clock is not None:
             return self.clock()
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":
+        if self.engine.dialect.name == "sqlite":
             return datetime.now(UTC)
+        sample, tick = self._clock_sample, time.monotonic()
+        if sample is None or tick - sample[1] > CLOCK_SAMPLE_SECONDS:
+            sample = self._clock_sample = (self._database_clock(conn), time.monotonic())
+        return sample[0] + timedelta(seconds=time.monotonic() - sample[1])
+
+    def _database_clock(self, conn: Connection | None) -> datetime:
         query = (
             "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
-            if dialect == "postgresql"
+            if self.engine.dialect.name == "postgresql"
             else "SELECT UTC_TIMESTAMP(6)"
         )
         if conn is None:
@@ -312,6 +330,7 @@ class Store:
             return stmt.on_duplicate_key_update(**changes)
         return stmt.on_conflict_do_update(index_elements=[t.c.job_key], set_=changes)
 
+    @rerun_transient
     def get(self, path: str, body: str) -> Job | None:
         with self.engine.connect() as conn:
             row = self._select_key(conn, job_key(path, body))
@@ -369,6 +388,7 @@ class Store:
             conn.execute(update(self.table).where(self.table.c.id == job.id).values(**values))
             return Job.from_row(self._select_key(conn, key))
 
+    @rerun_transient
     def list(self, path: str | None = None, after: int = 0, limit: int = 100) -> list[Job]:
         """Jobs in id order after the cursor `after`, optionally only those with this path."""
         t = self.table
@@ -378,6 +398,7 @@ class Store:
         with self.engine.connect() as conn:
             return [Job.from_row(r) for r in conn.execute(query)]
 
+    @rerun_transient
     def status(self) -> dict[str, Any]:
         """Totals, runs in flight, due runs waiting, and how late the oldest due run is."""
         t = self.table
@@ -471,6 +492,7 @@ class Store:
             return None
         return Run(row.id, row.job_key, row.path, row.body, sched, token)
 
+    @rerun_transient
     def seconds_until_due(self) -> float | None:
         """Seconds until the earliest next_run (0 if due now); None when nothing is scheduled."""
         with self.engine.connect() as conn:
@@ -481,20 +503,23 @@ class Store:
         return max(0.0, (_aware(earliest) - now).total_seconds())
 
     @rerun_transient
-    def begin(self, run: Run, lease: float) -> bool:
-        """Fence a delivery: True (and the lease renewed) only if the row still has run's token."""
+    def begin(self, run: Run, lease: float, keep: float) -> bool:
+        """Fence a delivery: True only if the row still has run's token. The check is a plain
+        read while at least `keep` seconds of the lease remain; otherwise the lease is renewed."""
         t = self.table
-        with self.engine.begin() as conn:
+        ours = (t.c.id == run.job_id) & (t.c.token == run.token)
+        with self.engine.connect() as conn:
+            lease_end = conn.execute(select(t.c.next_run).where(ours)).scalar()
+            if lease_end is None:
+                return False
             now = self.now(conn)
-            return bool(
-                conn.execute(
-                    update(t)
-                    .where(t.c.id == run.job_id, t.c.token == run.token)
-                    .values(
-                        next_run=_naive(now + timedelta(seconds=lease)), last_attempt=_naive(now)
-                    )
-                ).rowcount
-            )
+            if _aware(lease_end) - now >= timedelta(seconds=keep):
+                return True
+            renewed = conn.execute(
+                update(t).where(ours).values(next_run=_naive(now + timedelta(seconds=lease)))
+            ).rowcount
+            conn.commit()
+            return bool(renewed)
 
     def _held(self, conn: Connection, run: Run) -> Row | None:
         t = self.table
@@ -535,6 +560,7 @@ class Store:
                 triggered_at=_naive(pending_trigger) if pending_trigger else None,
                 success_count=job.success_count + 1,
                 last_success=_naive(now),
+                last_attempt=_naive(now),
                 last_duration=duration,
             )
             return "done"
@@ -548,7 +574,11 @@ class Store:
             if row is None:
                 return "stale"
             now = self.now(conn)
-            counts = {"error_count": row.error_count + 1, "last_error": error[:2000]}
+            counts = {
+                "error_count": row.error_count + 1,
+                "last_error": error[:2000],
+                "last_attempt": _naive(now),
+            }
             if not row.enabled and not run.manual:
                 self._write(conn, row.id, token=None, next_run=None, **counts)
                 return "stopped"

@@ -19,6 +19,8 @@ from celery_dalga.store import Run, store_for
 log = logging.getLogger(__name__)
 _local = threading.local()
 
+LEASE_SPARE = 5.0  # seconds of lease left over after a POST that takes the whole timeout
+
 
 class CallbackFailed(Exception):
     """The endpoint did not answer 200 or 204 (or could not be reached)."""
@@ -69,7 +71,7 @@ def http_callback(
     settings = settings_for(self.app)
     store = store_for(settings)
     run = Run(job_id, key, path, body, datetime.fromisoformat(sched), token, manual)
-    if not store.begin(run, settings.lease):
+    if not store.begin(run, settings.lease, keep=settings.callback_timeout + LEASE_SPARE):
         log.info("dropped stale delivery path=%s body=%s sched=%s", path, body, sched)
         return "stale"
     started = time.monotonic()

@@ -47,6 +47,44 @@ def test_database_clock_is_used_when_no_clock_is_set(store):
     assert abs((store.now() - datetime.now(UTC)).total_seconds()) < 5
 
 
+@pytest.mark.parametrize("server", ["mariadb", "postgres"])
+def test_database_clock_is_read_once_and_carried_forward(request, make_store, server):
+    import time
+
+    from sqlalchemy import event
+
+    store = make_store(request.getfixturevalue(f"{server}_url"))
+    reads = []
+    event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda conn, cursor, statement, *rest: reads.append(statement),
+    )
+    first = store.now()
+    time.sleep(0.3)
+    second = store.now()
+    assert len(reads) == 1
+    assert 0.25 < (second - first).total_seconds() < 1.0
+    with store.engine.connect() as conn:
+        database = store._database_clock(conn)
+    assert abs((store.now() - database).total_seconds()) < 0.1
+
+
+def test_a_killed_connection_is_replaced_without_an_error(mariadb_url, make_store):
+    store = make_store(mariadb_url)
+    store.put(spec(interval="60"))
+    with store.engine.connect() as conn:  # the pool's one idle connection, after this block
+        victim = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT CONNECTION_ID()")).scalar_one() == victim
+    killer = make_store(mariadb_url).engine
+    with killer.connect() as conn:
+        conn.execute(text(f"KILL CONNECTION {victim}"))
+    killer.dispose()
+    assert store.get("feeds", "1").interval == "60"
+    assert store.put(spec(interval="30")).interval == "30"
+
+
 def test_put_get_delete_and_long_bodies(store, clock):
     long_body = "b" * 60000
     job = store.put(spec(body=long_body, interval="60"))
@@ -107,10 +145,22 @@ def test_stale_token_is_fenced_out(store, clock):
     old = store.claim(10, lease=5)[0]
     clock.advance(6)
     new = store.claim(10, lease=5)[0]
-    assert store.begin(old, lease=5) is False
+    assert store.begin(old, lease=5, keep=1) is False
     assert store.complete(old, delete_job=False, duration=0.1) == "stale"
     assert store.fail(old, "x", retry_in=1, lease=5) == "stale"
-    assert store.begin(new, lease=5) is True
+    assert store.begin(new, lease=5, keep=1) is True
+
+
+def test_fence_reads_while_the_lease_has_room_and_renews_it_when_short(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    run = store.claim(10, lease=30)[0]
+    lease_end = clock.now + timedelta(seconds=30)
+    clock.advance(5)
+    assert store.begin(run, lease=30, keep=15) is True
+    assert store.get("feeds", "1").next_run == lease_end
+    clock.advance(11)
+    assert store.begin(run, lease=30, keep=15) is True
+    assert store.get("feeds", "1").next_run == clock.now + timedelta(seconds=30)
 
 
 def test_completion_sets_next_run_and_counts(store, clock):
