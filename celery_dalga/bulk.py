@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from typing import IO
 
 from tqdm import tqdm
@@ -50,22 +52,41 @@ def specs(rows: Iterable[tuple[int, dict[str, str]]], max_body: int) -> Iterator
             raise BadRecord(f"line {number}: {exc}") from None
 
 
+def chunks(items: Iterable[JobSpec], size: int) -> Iterator[list[JobSpec]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def import_jobs(
     store: Store, stream: IO[str], fmt: str, max_body: int, batch: int = 5000, progress: bool = True
 ) -> int:
     """Write the stream's jobs in transactions of `batch`; returns how many were written.
 
+    While the database writes one batch (in a writer thread), the next is read and checked.
     Batches before a bad line stay written; every job is whole (never half-written), and
     importing the same file again reschedules the same jobs rather than adding new ones.
     """
-    written, pending = 0, []
-    with tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar:
-        for spec in specs(records(stream, fmt), max_body):
-            pending.append(spec)
-            if len(pending) >= batch:
-                written += store.put_many(pending)
-                bar.update(len(pending))
-                pending = []
-        written += store.put_many(pending)
-        bar.update(len(pending))
+    written = 0
+    with (
+        tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar,
+        ThreadPoolExecutor(1, thread_name_prefix="dalga-import") as writer,
+    ):
+        in_flight: Future[int] | None = None
+        try:
+            for chunk in chunks(specs(records(stream, fmt), max_body), batch):
+                if in_flight is not None:
+                    written += _settled(in_flight, bar)
+                in_flight = writer.submit(store.put_many, chunk)
+        finally:
+            if in_flight is not None:
+                written += _settled(in_flight, bar)
     return written
+
+
+def _settled(batch: Future[int], bar: tqdm) -> int:
+    """Wait for a batch's write and count it on the progress bar."""
+    count = batch.result()
+    bar.update(count)
+    return count

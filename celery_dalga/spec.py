@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from celery_dalga import schedules
 from celery_dalga.schedules import Schedule, ScheduleError
@@ -72,6 +73,15 @@ def _field(params: Mapping[str, str], name: str, parse):
 def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 65535) -> JobSpec:
     """Check Dalga's parameters (query string or form) and return the JobSpec they describe."""
     check_key(path, body, max_body)
+    schedule, first_run, immediate = _parse_params(tuple(sorted(params.items())))
+    return JobSpec(path, body, schedule, first_run, immediate)
+
+
+@lru_cache(maxsize=4096)
+def _parse_params(items: tuple[tuple[str, str], ...]) -> tuple[Schedule, datetime | None, bool]:
+    """The schedule, first run and immediacy that parameters describe. Cached: a bulk import
+    repeats a few parameter sets a million times."""
+    params = dict(items)
     for name in params:
         if name not in PARAMETERS:
             raise InvalidParameter(name, f"unknown parameter (known: {', '.join(PARAMETERS)})")
@@ -108,4 +118,4 @@ def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 
     schedule = Schedule(
         interval=interval, cron=cron, repeat=repeat, location=location, one_off=one_off
     )
-    return JobSpec(path, body, schedule, first_run, immediate)
+    return schedule, first_run, immediate

@@ -8,6 +8,7 @@ only while it still carries the caller's token.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -35,6 +36,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    literal_column,
     select,
     text,
     update,
@@ -305,17 +307,34 @@ class Store:
 
     @rerun_transient
     def put_many(self, specs: list[JobSpec]) -> int:
-        """Schedule or reschedule many jobs in one transaction (the bulk path); returns len."""
+        """Schedule or reschedule many jobs in one transaction (the bulk path); returns len.
+
+        On MariaDB and MySQL the batch travels as one JSON document that the server unpacks
+        with JSON_TABLE: escaping a million rows value by value in the client cost more than
+        the server's work. Elsewhere it is one executemany."""
         if not specs:
             return 0
         with self.engine.begin() as conn:
             now = self.now(conn)
-            conn.execute(self._upsert(), [_row(spec, now) for spec in specs])
+            rows = [_row(spec, now) for spec in specs]
+            if self._json_table():
+                document = json.dumps([[_json_value(v) for v in row.values()] for row in rows])
+                conn.execute(self._upsert(_json_rows(document)))
+            else:
+                conn.execute(self._upsert(), rows)
         return len(specs)
 
-    def _upsert(self) -> Any:
-        """INSERT-or-UPDATE on job_key, one atomic statement. An update replaces the schedule
-        columns, and next_run too unless a run holds the row (then it keeps its lease)."""
+    def _json_table(self) -> bool:
+        """Whether the server has JSON_TABLE (MariaDB 10.6+, MySQL 8.0.4+)."""
+        dialect = self.engine.dialect
+        if dialect.name not in ("mysql", "mariadb") or dialect.server_version_info is None:
+            return False
+        return dialect.server_version_info >= ((10, 6) if dialect.is_mariadb else (8, 0, 4))
+
+    def _upsert(self, source: Any = None) -> Any:
+        """INSERT-or-UPDATE on job_key, one atomic statement, of the given rows or of `source`
+        (a selectable with PUT_COLUMNS). An update replaces the schedule columns, and next_run
+        too unless a run holds the row (then it keeps its lease)."""
         t = self.table
         if self.engine.dialect.name in ("mysql", "mariadb"):
             stmt = mysql.insert(t)
@@ -324,6 +343,8 @@ class Store:
             dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
             stmt = dialect.insert(t)
             new = stmt.excluded
+        if source is not None:
+            stmt = stmt.from_select(PUT_COLUMNS, source)
         changes = {name: new[name] for name in SCHEDULE_COLUMNS}
         changes["next_run"] = case((t.c.token.is_not(None), t.c.next_run), else_=new.next_run)
         if self.engine.dialect.name in ("mysql", "mariadb"):
@@ -634,7 +655,49 @@ def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
         "triggered_at": None,
         "next_run": first,
         "created_at": _naive(now),
+        "success_count": 0,
+        "error_count": 0,
     }
+
+
+PUT_COLUMN_TYPES = (  # the columns a PUT writes, with their JSON_TABLE types
+    ("job_key", "VARCHAR(64)"),
+    ("path", "VARCHAR(255)"),
+    ("body", "LONGTEXT"),
+    ("interval", "VARCHAR(64)"),
+    ("cron", "VARCHAR(255)"),
+    ("repeat", "VARCHAR(255)"),
+    ("location", "VARCHAR(64)"),
+    ("one_off", "INT"),
+    ("enabled", "INT"),
+    ("next_sched", "DATETIME(6)"),
+    ("triggered_at", "DATETIME(6)"),
+    ("next_run", "DATETIME(6)"),
+    ("created_at", "DATETIME(6)"),
+    ("success_count", "INT"),
+    ("error_count", "INT"),
+)
+PUT_COLUMNS = tuple(name for name, _ in PUT_COLUMN_TYPES)
+
+
+def _json_value(value: Any) -> Any:
+    """A row value as JSON_TABLE reads it back into its column."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    return value
+
+
+def _json_rows(document: str) -> Any:
+    """The rows of a JSON document (a list of PUT_COLUMNS value lists), as a SELECT."""
+    columns = ", ".join(
+        f"`{name}` {kind} PATH '$[{i}]'" for i, (name, kind) in enumerate(PUT_COLUMN_TYPES)
+    )
+    source = text(f"JSON_TABLE(:document, '$[*]' COLUMNS ({columns})) AS j")
+    return select(*(literal_column(f"j.`{name}`") for name in PUT_COLUMNS)).select_from(
+        source.bindparams(document=document)
+    )
 
 
 def _schedule_of(job: Any) -> Schedule:

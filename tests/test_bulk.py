@@ -18,6 +18,31 @@ def store(mariadb_url, make_store):
     return make_store(mariadb_url)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"interval": "P1D", "location": "Europe/Istanbul"},
+        {"one-off": "1", "immediate": "1"},
+        {"cron": "0 9 * * *"},
+        {"schedule": "R3/2030-01-01T00:00:00Z/PT1H"},
+        {"first-run": "2031-01-01T00:00:00Z", "one-off": "1"},
+    ],
+)
+def test_put_many_writes_what_put_writes(any_db_url, make_store, params):
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    store = make_store(any_db_url)
+    store.clock = lambda: datetime(2026, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    bodies = ["plain", "quotes ' \" and \\ backslash", "é ünïcode 😀", "b" * 60000, "null"]
+    for body in bodies:
+        store.put(parse_spec("one", body, params))
+    assert store.put_many([parse_spec("many", body, params) for body in bodies]) == len(bodies)
+    for body in bodies:
+        one, many = asdict(store.get("one", body)), asdict(store.get("many", body))
+        assert {**one, "id": 0, "path": ""} == {**many, "id": 0, "path": ""}
+
+
 def test_put_many_upserts_and_keeps_a_running_lease(store):
     first = [parse_spec("feeds", str(i), {"interval": "60", "immediate": "1"}) for i in range(5)]
     assert store.put_many(first) == 5
