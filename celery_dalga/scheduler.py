@@ -70,8 +70,9 @@ class Scheduler(beat.Scheduler):
         except Exception as exc:  # broker errors come in many kinds; the lease covers them all
             log.error("publishing failed, runs will be re-dispatched after the lease: %s", exc)
             return
-        for run in runs:
-            log.debug(
-                "dispatched path=%s body=%s sched=%s", run.path, run.body, run.sched.isoformat()
-            )
+        if log.isEnabledFor(logging.DEBUG):
+            for run in runs:
+                log.debug(
+                    "dispatched path=%s body=%s sched=%s", run.path, run.body, run.sched.isoformat()
+                )
         log.info("dispatched %d runs, first path=%s body=%s", len(runs), runs[0].path, runs[0].body)

@@ -321,7 +321,7 @@ class Store:
             rows = sorted((_row(spec, now) for spec in specs), key=itemgetter("job_key"))
             if self._json_table():
                 document = json.dumps([[_json_value(v) for v in row.values()] for row in rows])
-                conn.execute(self._upsert(_json_rows(document)))
+                conn.execute(self._upsert(self._json_rows(document, list(rows[0]))))
             else:
                 conn.execute(self._upsert(), rows)
         return len(specs)
@@ -333,10 +333,23 @@ class Store:
             return False
         return dialect.server_version_info >= ((10, 6) if dialect.is_mariadb else (8, 0, 4))
 
+    def _json_rows(self, document: str, names: list[str]) -> Any:
+        """The rows of a JSON document (lists of the `names` columns' values), as a SELECT;
+        JSON_TABLE gives each value its column's own type."""
+        dialect, t = self.engine.dialect, self.table
+        columns = ", ".join(
+            f"`{name}` {t.c[name].type.compile(dialect=dialect)} PATH '$[{i}]'"
+            for i, name in enumerate(names)
+        )
+        source = text(f"JSON_TABLE(:document, '$[*]' COLUMNS ({columns})) AS j")
+        return select(*(literal_column(f"j.`{name}`").label(name) for name in names)).select_from(
+            source.bindparams(document=document)
+        )
+
     def _upsert(self, source: Any = None) -> Any:
         """INSERT-or-UPDATE on job_key, one atomic statement, of the given rows or of `source`
-        (a selectable with PUT_COLUMNS). An update replaces the schedule columns, and next_run
-        too unless a run holds the row (then it keeps its lease)."""
+        (a SELECT whose columns are named after the table's). An update replaces the schedule
+        columns, and next_run too unless a run holds the row (then it keeps its lease)."""
         t = self.table
         if self.engine.dialect.name in ("mysql", "mariadb"):
             stmt = mysql.insert(t)
@@ -346,7 +359,7 @@ class Store:
             stmt = dialect.insert(t)
             new = stmt.excluded
         if source is not None:
-            stmt = stmt.from_select(PUT_COLUMNS, source)
+            stmt = stmt.from_select(list(source.selected_columns.keys()), source)
         changes = {name: new[name] for name in SCHEDULE_COLUMNS}
         changes["next_run"] = case((t.c.token.is_not(None), t.c.next_run), else_=new.next_run)
         if self.engine.dialect.name in ("mysql", "mariadb"):
@@ -662,26 +675,6 @@ def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
     }
 
 
-PUT_COLUMN_TYPES = (  # the columns a PUT writes, with their JSON_TABLE types
-    ("job_key", "VARCHAR(64)"),
-    ("path", "VARCHAR(255)"),
-    ("body", "LONGTEXT"),
-    ("interval", "VARCHAR(64)"),
-    ("cron", "VARCHAR(255)"),
-    ("repeat", "VARCHAR(255)"),
-    ("location", "VARCHAR(64)"),
-    ("one_off", "INT"),
-    ("enabled", "INT"),
-    ("next_sched", "DATETIME(6)"),
-    ("triggered_at", "DATETIME(6)"),
-    ("next_run", "DATETIME(6)"),
-    ("created_at", "DATETIME(6)"),
-    ("success_count", "INT"),
-    ("error_count", "INT"),
-)
-PUT_COLUMNS = tuple(name for name, _ in PUT_COLUMN_TYPES)
-
-
 def _json_value(value: Any) -> Any:
     """A row value as JSON_TABLE reads it back into its column."""
     if isinstance(value, bool):
@@ -689,17 +682,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     return value
-
-
-def _json_rows(document: str) -> Any:
-    """The rows of a JSON document (a list of PUT_COLUMNS value lists), as a SELECT."""
-    columns = ", ".join(
-        f"`{name}` {kind} PATH '$[{i}]'" for i, (name, kind) in enumerate(PUT_COLUMN_TYPES)
-    )
-    source = text(f"JSON_TABLE(:document, '$[*]' COLUMNS ({columns})) AS j")
-    return select(*(literal_column(f"j.`{name}`") for name in PUT_COLUMNS)).select_from(
-        source.bindparams(document=document)
-    )
 
 
 def _schedule_of(job: Any) -> Schedule:
