@@ -63,6 +63,26 @@ DALGA_BEAT = [
 ]
 
 
+def bench_store(queue: str, **options):
+    """Settings for a benchmark on its own queue and table (1,000-row batches unless given),
+    and the Store with that table created."""
+    from celery_dalga.config import Settings
+    from celery_dalga.store import store_for
+
+    settings = Settings(
+        **{
+            "database_url": database("cdalga_bench"),
+            "queue": queue,
+            "table": f"bench_{queue.replace('-', '_')}",
+            "batch_size": 1000,
+            **options,
+        }
+    )
+    store = store_for(settings)
+    store.create_table()
+    return settings, store
+
+
 def dalga_env(settings, **extra: str) -> dict[str, str]:
     """The environment that gives a celery-dalga process these settings and the bench broker."""
     env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     REDIS,
+    bench_store,
     dalga_env,
     database,
     record,
@@ -34,9 +35,7 @@ from bench.common import (  # noqa: E402
     stop,
     wait_for_messages,
 )
-from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
-from celery_dalga.store import store_for  # noqa: E402
 
 
 def load_dalga(store, jobs: int, progress) -> None:
@@ -64,15 +63,7 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
         if scheduler == "celery-dalga":
             # No worker runs here: the lease must outlast the backlog, or runs not started
             # within it are (rightly) dispatched again as lost.
-            settings = Settings(
-                database_url=database("cdalga_bench"),
-                queue=queue,
-                lease=3600,
-                table=f"bench_{queue.replace('-', '_')}",
-                batch_size=batch_size,
-            )
-            store = store_for(settings)
-            store.create_table()
+            settings, store = bench_store(queue, lease=3600, batch_size=batch_size)
             load_dalga(store, jobs, bar.update)
             env.update(dalga_env(settings))
             return (

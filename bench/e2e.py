@@ -23,10 +23,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DALGA_BEAT, dalga_env, database, free_port, record, start, stop  # noqa: E402,E501
-from celery_dalga.config import Settings  # noqa: E402
+from bench.common import DALGA_BEAT, bench_store, dalga_env, free_port, record, start, stop  # noqa: E402,E501
 from celery_dalga.spec import parse_spec  # noqa: E402
-from celery_dalga.store import store_for  # noqa: E402
 
 POOLS = {
     "threads": ["--pool", "threads", "--concurrency", "32"],
@@ -37,16 +35,7 @@ POOLS = {
 
 def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
     queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
-    settings = Settings(
-        database_url=database("cdalga_bench"),
-        queue=queue,
-        batch_size=1000,
-        table=f"bench_{queue.replace('-', '_')}",
-        lease=600,
-        base_url=f"http://127.0.0.1:{port}/",
-    )
-    store = store_for(settings)
-    store.create_table()
+    settings, store = bench_store(queue, lease=600, base_url=f"http://127.0.0.1:{port}/")
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
     env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"))
     procs = [

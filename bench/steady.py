@@ -27,10 +27,17 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DALGA_BEAT, REDIS, dalga_env, database, record, rss_mb, start, stop  # noqa: E402,E501
-from celery_dalga.config import Settings  # noqa: E402
+from bench.common import (  # noqa: E402,E501
+    DALGA_BEAT,
+    REDIS,
+    bench_store,
+    dalga_env,
+    record,
+    rss_mb,
+    start,
+    stop,
+)
 from celery_dalga.spec import parse_spec  # noqa: E402
-from celery_dalga.store import store_for  # noqa: E402
 
 PERIOD = 300
 
@@ -66,15 +73,7 @@ def drain(client: redis.Redis, queue: str, lateness: list, stop_event: threading
 
 def run(jobs: int, beats: int, seconds: float) -> dict:
     queue = f"steady-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=database("cdalga_bench"),
-        queue=queue,
-        lease=3600,
-        table=f"bench_{queue.replace('-', '_')}",
-        batch_size=1000,
-    )
-    store = store_for(settings)
-    store.create_table()
+    settings, store = bench_store(queue, lease=3600)
     client = redis.Redis.from_url(REDIS)
     procs, lateness, done = [], [], threading.Event()
     try:
