@@ -320,7 +320,7 @@ class Store:
             now = self.now(conn)
             rows = sorted((_row(spec, now) for spec in specs), key=itemgetter("job_key"))
             if self._json_table():
-                document = json.dumps([[_json_value(v) for v in row.values()] for row in rows])
+                document = json.dumps([list(row.values()) for row in rows], default=_json_value)
                 conn.execute(self._upsert(self._json_rows(document, list(rows[0]))))
             else:
                 conn.execute(self._upsert(), rows)
@@ -675,13 +675,12 @@ def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
     }
 
 
-def _json_value(value: Any) -> Any:
-    """A row value as JSON_TABLE reads it back into its column."""
-    if isinstance(value, bool):
-        return int(value)
+def _json_value(value: datetime) -> str:
+    """A datetime as JSON_TABLE reads it back into a DATETIME column (json.dumps' default hook;
+    JSON true and false become the BOOL columns' 1 and 0 on the server)."""
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
-    return value
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _schedule_of(job: Any) -> Schedule:
