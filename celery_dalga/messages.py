@@ -3,7 +3,7 @@
 Every message is an ordinary Celery protocol-2 task. Celery builds one message per batch
 (create_task_message, as send_task would); each run copies it with its own task id, keyword
 arguments and the argument repr Flower shows. On a Redis broker the batch is written with one
-pipelined LPUSH per run, each holding the envelope kombu's Redis transport would write; on any
+LPUSH of all its messages, each the envelope kombu's Redis transport would write; on any
 other broker it goes through kombu's Producer (batched where the transport can batch).
 Publishing every message through send_task and kombu's per-message layers cost more than all
 the rest of beat's work (bench/README.md).
@@ -111,7 +111,8 @@ def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
 def publish_to_redis(
     app: Celery, producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]
 ) -> None:
-    """LPUSH each run's message as kombu's Redis transport writes it, in one pipeline."""
+    """LPUSH each run's message as kombu's Redis transport writes it, all in one command (the
+    list ends up as one LPUSH per run would leave it, so workers take the runs in order)."""
     properties = {
         **messages.properties,
         "delivery_mode": queue.exchange.delivery_mode or 2,
@@ -119,19 +120,20 @@ def publish_to_redis(
         "priority": 0,
         "body_encoding": "base64",
     }
-    with producer.channel.conn_or_acquire() as client, client.pipeline(False) as pipe:
-        for run in runs:
-            message = messages.message(run)
-            envelope = {
-                "body": b64encode(json.dumps(message.body).encode()).decode(),
-                "content-encoding": "utf-8",
-                "content-type": "application/json",
-                "headers": message.headers,
-                "properties": {
-                    **properties,
-                    "correlation_id": message.properties["correlation_id"],
-                    "delivery_tag": str(uuid4()),
-                },
-            }
-            pipe.lpush(queue.name, json.dumps(envelope))
-        pipe.execute()
+    envelopes = []
+    for run in runs:
+        message = messages.message(run)
+        envelope = {
+            "body": b64encode(json.dumps(message.body).encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": message.headers,
+            "properties": {
+                **properties,
+                "correlation_id": message.properties["correlation_id"],
+                "delivery_tag": str(uuid4()),
+            },
+        }
+        envelopes.append(json.dumps(envelope))
+    with producer.channel.conn_or_acquire() as client:
+        client.lpush(queue.name, *envelopes)
