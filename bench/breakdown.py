@@ -1,11 +1,11 @@
 """Where beat's and the bulk path's time goes (the figures in bench/README.md, "Where the time
 goes"). Not a benchmark: it prints, it does not record.
 
-    python bench/breakdown.py tick --jobs 50000        # beat: claim vs publish vs Redis round trips
+    python bench/breakdown.py tick --jobs 50000        # beat: claim vs publish vs the Redis LPUSH
     python bench/breakdown.py put-many --jobs 200000   # bulk: cProfile of Store.put_many
 
 `tick` loads N one-off jobs due now and runs Scheduler.tick in a loop until they are all
-published to Redis, timing Store.claim, the publishing and the Redis pipeline's execute.
+published to Redis, timing Store.claim, the publishing and its Redis LPUSH.
 `put-many` loads N jobs in 5,000-job batches under cProfile and prints the top functions.
 """
 
@@ -63,7 +63,7 @@ def tick(jobs: int) -> None:
         scheduler.store = store
         store.claim = timed("claim", store.claim)
         messages.publish = timed("publish", messages.publish)
-        redis.client.Pipeline.execute = timed("redis pipeline", redis.client.Pipeline.execute)
+        redis.Redis.lpush = timed("redis LPUSH", redis.Redis.lpush)
         started = time.perf_counter()
         while scheduler.tick() == 0.0:
             pass
