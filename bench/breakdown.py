@@ -3,10 +3,13 @@ goes"). Not a benchmark: it prints, it does not record.
 
     python bench/breakdown.py tick --jobs 50000        # beat: claim vs publish vs the Redis LPUSH
     python bench/breakdown.py put-many --jobs 200000   # bulk: cProfile of Store.put_many
+    python bench/breakdown.py samples w.raw            # worker: summary of a py-spy recording
 
 `tick` loads N one-off jobs due now and runs Scheduler.tick in a loop until they are all
 published to Redis, timing Store.claim, the publishing and its Redis LPUSH.
 `put-many` loads N jobs in 5,000-job batches under cProfile and prints the top functions.
+`samples` reads `py-spy record -f raw` output and prints, for the most frequent functions, the
+share of samples with that function on the stack (bench/README.md, "Workers").
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import re
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import redis
@@ -90,12 +94,33 @@ def put_many(jobs: int) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(10)
 
 
+def samples(raw: str, top: int = 100) -> None:
+    """For the `top` most frequent functions in a py-spy raw recording, the share of samples
+    with that function anywhere on the stack."""
+    on_stack: Counter[str] = Counter()
+    total = 0
+    for line in Path(raw).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        for frame in {re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")}:
+            on_stack[frame] += int(count)
+    print(f"{total} samples")
+    for frame, count in on_stack.most_common(top):
+        print(f"{count / total:6.1%}  {frame}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["tick", "put-many"])
+    parser.add_argument("what", choices=["tick", "put-many", "samples"])
+    parser.add_argument("raw", nargs="?", help="py-spy `record -f raw` output (samples)")
     parser.add_argument("--jobs", type=int, default=50_000)
     args = parser.parse_args()
-    (tick if args.what == "tick" else put_many)(args.jobs)
+    if args.what == "samples":
+        if not args.raw:
+            parser.error("samples needs the py-spy raw file")
+        samples(args.raw)
+    else:
+        (tick if args.what == "tick" else put_many)(args.jobs)
 
 
 if __name__ == "__main__":
