@@ -272,15 +272,21 @@ class Store:
         return sample[0] + timedelta(seconds=time.monotonic() - sample[1])
 
     def _database_clock(self, conn: Connection | None) -> datetime:
+        if conn is None:
+            return self._database_clock_alone()
         query = (
             "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
             if self.engine.dialect.name == "postgresql"
             else "SELECT UTC_TIMESTAMP(6)"
         )
-        if conn is None:
-            with self.engine.connect() as own:
-                return _aware(own.execute(text(query)).scalar_one())
         return _aware(conn.execute(text(query)).scalar_one())
+
+    @rerun_transient
+    def _database_clock_alone(self) -> datetime:
+        """The clock read on a connection of its own, read again on a fresh one if the pooled
+        connection turns out dead (a restarted database)."""
+        with self.engine.connect() as own:
+            return self._database_clock(own)
 
     def create_table(self) -> None:
         """Create the table and its indexes if they are missing."""

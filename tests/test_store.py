@@ -85,6 +85,17 @@ def test_a_killed_connection_is_replaced_without_an_error(mariadb_url, make_stor
     assert store.put(spec(interval="30")).interval == "30"
 
 
+def test_the_clock_is_read_on_a_fresh_connection_when_the_pooled_one_died(mariadb_url, make_store):
+    store = make_store(mariadb_url)
+    with store.engine.connect() as conn:  # the pool's one idle connection, after this block
+        victim = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+    killer = make_store(mariadb_url).engine
+    with killer.connect() as conn:
+        conn.execute(text(f"KILL CONNECTION {victim}"))
+    killer.dispose()
+    assert abs((store.now() - datetime.now(UTC)).total_seconds()) < 5
+
+
 def test_put_get_delete_and_long_bodies(store, clock):
     long_body = "b" * 60000
     job = store.put(spec(body=long_body, interval="60"))
