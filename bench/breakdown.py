@@ -67,7 +67,7 @@ def tick(jobs: int) -> None:
         scheduler.store = store
         store.claim = timed("claim", store.claim)
         messages.publish = timed("publish", messages.publish)
-        redis.Redis.lpush = timed("redis LPUSH", redis.Redis.lpush)
+        redis.client.Pipeline.execute = timed("redis LPUSH", redis.client.Pipeline.execute)
         started = time.perf_counter()
         while scheduler.tick() == 0.0:
             pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from base64 import b64encode
+from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii as encode_string
 from typing import Any
 from uuid import uuid4
@@ -25,6 +26,7 @@ from kombu import Queue
 from celery_dalga.store import Run
 
 TASK_NAME = "celery_dalga.http_callback"
+LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
 
 
 def task_repr(run: Run) -> str:
@@ -113,8 +115,10 @@ def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
 def publish_to_redis(
     app: Celery, producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]
 ) -> None:
-    """LPUSH each run's message as kombu's Redis transport writes it, all in one command (the
-    list ends up as one LPUSH per run would leave it, so workers take the runs in order)."""
+    """LPUSH each run's message as kombu's Redis transport writes it, many to a command (the
+    list ends up as one LPUSH per run would leave it, so workers take the runs in order), the
+    commands in one pipeline. A command carries at most LPUSH_BYTES, so that a large batch of
+    long bodies does not hold up Redis with one huge command."""
     envelope = RedisEnvelope(messages, queue)
     envelopes = []
     for run in runs:
@@ -128,8 +132,24 @@ def publish_to_redis(
                 delivery_tag=str(uuid4()),
             )
         )
-    with producer.channel.conn_or_acquire() as client:
-        client.lpush(queue.name, *envelopes)
+    with producer.channel.conn_or_acquire() as client, client.pipeline(False) as pipe:
+        for chunk in size_chunks(envelopes, LPUSH_BYTES):
+            pipe.lpush(queue.name, *chunk)
+        pipe.execute()
+
+
+def size_chunks(texts: list[str], limit: int) -> Iterator[list[str]]:
+    """`texts` in order, in runs of at most `limit` characters (or one text, if longer)."""
+    chunk: list[str] = []
+    size = 0
+    for text in texts:
+        if chunk and size + len(text) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(text)
+        size += len(text)
+    if chunk:
+        yield chunk
 
 
 class RedisEnvelope:
@@ -139,7 +159,7 @@ class RedisEnvelope:
     SLOTS = ("body", "task_id", "kwargsrepr", "delivery_tag")
 
     def __init__(self, messages: RunMessages, queue: Queue):
-        slot = {name: f"\0{name}\0" for name in self.SLOTS}
+        slot = {name: f"\0{name}-{uuid4().hex}\0" for name in self.SLOTS}  # nothing else matches
         envelope = {
             "body": slot["body"],
             "content-encoding": "utf-8",

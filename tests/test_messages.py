@@ -16,9 +16,18 @@ from celery_dalga.store import Run
 
 
 def runs(count: int) -> list[Run]:
+    """Runs whose paths and bodies need escaping; run 2 is a manual trigger."""
     sched = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     return [
-        Run(i, f"{i:064x}", f"feeds/{i}", f"body {i} é", sched, "t" * 32, manual=i == 2)
+        Run(
+            i,
+            f"{i:064x}",
+            f"feeds/{i}\"\\'q",
+            f'body {i} é "\\\n😀 \x00kwargsrepr\x00',
+            sched,
+            "t" * 32,
+            manual=i == 2,
+        )
         for i in range(count)
     ]
 
@@ -59,12 +68,29 @@ def test_pipelined_messages_are_the_ones_kombu_writes(redis_app):
     kombus = popped(app, queue, 3)
     assert len(seen) == 3
 
+    tags = [m["properties"]["delivery_tag"] for m in ours]
+    assert len(set(tags)) == 3 and all(uuid.UUID(tag).version == 4 for tag in tags)
     for mine, theirs in zip(ours, kombus, strict=True):
         assert mine["properties"].pop("delivery_tag") != theirs["properties"].pop("delivery_tag")
         mine_body = json.loads(base64.b64decode(mine.pop("body")))
         assert mine_body == json.loads(base64.b64decode(theirs.pop("body")))
         assert mine == theirs
     assert ours[2]["headers"]["kwargsrepr"].endswith("'trigger': '2026-11-23T12:00:00+00:00'}")
+
+
+def test_a_batch_larger_than_one_lpush_arrives_whole_and_in_order(redis_app, monkeypatch):
+    app, queue = redis_app
+    monkeypatch.setattr(messages, "LPUSH_BYTES", 5000)  # an envelope is about 1.5 kB
+    messages.publish(app, queue, runs(20))
+    ids = [m["headers"]["id"] for m in popped(app, queue, 20)]
+    assert ids == [run.task_id for run in runs(20)]
+
+
+def test_size_chunks_keep_order_and_limit():
+    texts = ["a" * 3, "b" * 3, "c" * 5, "d"]
+    assert list(messages.size_chunks(texts, 6)) == [["aaa", "bbb"], ["ccccc", "d"]]
+    assert list(messages.size_chunks(["x" * 9], 6)) == [["x" * 9]]
+    assert list(messages.size_chunks([], 6)) == []
 
 
 def test_pipelined_only_where_nothing_needs_the_per_message_path(redis_app, rabbitmq_url):
