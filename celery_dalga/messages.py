@@ -4,7 +4,8 @@ Every message is an ordinary Celery protocol-2 task. Celery builds one message p
 (create_task_message, as send_task would); each run copies it with its own task id, keyword
 arguments and the argument repr Flower shows. On a Redis broker the batch is written with
 pipelined multi-value LPUSHes, each message the envelope kombu's Redis transport would write
-(encoded once per batch, with slots for what differs per run); on any other broker it goes through kombu's Producer (batched where the transport can batch).
+(encoded once per batch, with slots for what differs per run); on any other broker it goes
+through kombu's Producer (batched where the transport can batch).
 Publishing every message through send_task and kombu's per-message layers cost more than all
 the rest of beat's work (bench/README.md).
 """
