@@ -33,7 +33,7 @@ POOLS = {
 }
 
 
-def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
+def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
     queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
     settings, store = bench_store(queue, lease=600, base_url=f"http://127.0.0.1:{port}/")
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
@@ -64,7 +64,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
                         "-m",
                         "celery",
                         "-A",
-                        "celery_dalga",
+                        app,
                         "worker",
                         *POOLS[pool],
                         "-n",
@@ -113,6 +113,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float) -> dict:
         "pool": pool,
         "workers": workers,
         "pool_args": POOLS[pool],
+        "ack_emulation": app == "celery_dalga",
         "calls": stats["calls"],
         "distinct_runs": stats["runs"],
         "callbacks_per_s": round(stats["calls"] / span) if span else None,
@@ -131,13 +132,19 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument(
+        "--no-ack-emulation",
+        action="store_true",
+        help="workers without kombu's Redis ack emulation (bench/noack_app.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="5,000 jobs, threads pool")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.pools, args.timeout = [5000], ["threads"], 50
     for jobs in args.jobs:
         for pool in args.pools:
-            record("e2e", run(jobs, pool, args.workers, args.timeout))
+            app = "bench.noack_app" if args.no_ack_emulation else "celery_dalga"
+            record("e2e", run(jobs, pool, args.workers, args.timeout, app))
 
 
 if __name__ == "__main__":
