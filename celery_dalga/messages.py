@@ -89,7 +89,7 @@ def publish(app: Celery, queue: Queue, runs: list[Run]) -> None:
     with app.producer_or_acquire() as producer:
         producer.maybe_declare(queue)
         if pipelined(app, producer, queue):
-            publish_to_redis(app, producer, queue, messages, runs)
+            publish_to_redis(producer, queue, messages, runs)
             return
         send = app.amqp.send_task_message
         with producer.batch(len(runs)):
@@ -113,9 +113,7 @@ def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
     )
 
 
-def publish_to_redis(
-    app: Celery, producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]
-) -> None:
+def publish_to_redis(producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]) -> None:
     """LPUSH each run's message as kombu's Redis transport writes it, many to a command (the
     list ends up as one LPUSH per run would leave it, so workers take the runs in order), the
     commands in one pipeline. A command carries at most LPUSH_BYTES, so that a large batch of

@@ -266,14 +266,13 @@ class Store:
             return self.clock()
         if self.engine.dialect.name == "sqlite":
             return datetime.now(UTC)
-        sample, tick = self._clock_sample, time.monotonic()
-        if sample is None or tick - sample[1] > CLOCK_SAMPLE_SECONDS:
-            sample = self._clock_sample = (self._database_clock(conn), time.monotonic())
+        sample = self._clock_sample
+        if sample is None or time.monotonic() - sample[1] > CLOCK_SAMPLE_SECONDS:
+            clock = self._database_clock(conn) if conn is not None else self._database_clock_alone()
+            sample = self._clock_sample = (clock, time.monotonic())
         return sample[0] + timedelta(seconds=time.monotonic() - sample[1])
 
-    def _database_clock(self, conn: Connection | None) -> datetime:
-        if conn is None:
-            return self._database_clock_alone()
+    def _database_clock(self, conn: Connection) -> datetime:
         query = (
             "SELECT clock_timestamp() AT TIME ZONE 'UTC'"
             if self.engine.dialect.name == "postgresql"
@@ -326,7 +325,7 @@ class Store:
             now = self.now(conn)
             rows = sorted((_row(spec, now) for spec in specs), key=itemgetter("job_key"))
             if self._json_table():
-                document = json.dumps([list(row.values()) for row in rows], default=_json_value)
+                document = json.dumps([list(row.values()) for row in rows], default=_json_datetime)
                 conn.execute(self._upsert(self._json_rows(document, list(rows[0]))))
             else:
                 conn.execute(self._upsert(), rows)
@@ -681,7 +680,7 @@ def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
     }
 
 
-def _json_value(value: datetime) -> str:
+def _json_datetime(value: datetime) -> str:
     """A datetime as JSON_TABLE reads it back into a DATETIME column (json.dumps' default hook;
     JSON true and false become the BOOL columns' 1 and 0 on the server)."""
     if isinstance(value, datetime):
