@@ -25,7 +25,16 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, dalga_env, database, free_port, record, start, stop  # noqa: E402,E501
+from bench.common import (  # noqa: E402
+    ROOT,
+    dalga_env,
+    database,
+    free_port,
+    record,
+    start,
+    stop,
+    wait_until_up,
+)
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.store import store_for  # noqa: E402
 
@@ -114,12 +123,7 @@ def main() -> None:
     web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, log)
     base = f"http://127.0.0.1:{settings.port}"
     try:
-        for _ in range(100):
-            try:
-                requests.get(base + "/status", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_until_up(base + "/status")
         figures = {"requests": args.requests, "clients": args.clients}
         for method in ("PUT", "GET", "DELETE"):
             print(f"  {method} x {args.requests}", file=sys.stderr)

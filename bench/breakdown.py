@@ -4,31 +4,42 @@ goes"). Not a benchmark: it prints, it does not record.
     python bench/breakdown.py tick --jobs 50000        # beat: claim vs publish vs the Redis LPUSH
     python bench/breakdown.py put-many --jobs 200000   # bulk: cProfile of Store.put_many
     python bench/breakdown.py samples w.raw            # worker: summary of a py-spy recording
+    python bench/breakdown.py claim --jobs 50000       # the claim's statements, three lockings
+    python bench/breakdown.py post                     # CPU of one callback POST, three clients
 
 `tick` loads N one-off jobs due now and runs Scheduler.tick in a loop until they are all
 published to Redis, timing Store.claim, the publishing and its Redis LPUSH.
 `put-many` loads N jobs in 5,000-job batches under cProfile and prints the top functions.
 `samples` reads `py-spy record -f raw` output and prints, for the most frequent functions, the
 share of samples with that function on the stack (bench/README.md, "Workers").
+`claim` times the claim's SELECT and its UPDATE + commit per row, in batches of 500, locking
+the batch as the store does (SKIP LOCKED on the next_run index), not at all, or by primary key
+after an unlocked index read. `post` times 3,000 POSTs to the bench endpoint from one process
+with requests, requests without environment lookups, and bare urllib3.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import re
 import sys
 import time
 import uuid
 from collections import Counter, defaultdict
+from functools import partial
 from pathlib import Path
 
 import redis
+import requests
+import urllib3
+from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import REDIS, bench_store  # noqa: E402
+from bench.common import REDIS, bench_store, free_port, start_endpoint, stop, wait_until_up  # noqa: E402,E501
 from celery_dalga import messages  # noqa: E402
 from celery_dalga.celery import make_app  # noqa: E402
 from celery_dalga.scheduler import Scheduler  # noqa: E402
@@ -109,9 +120,79 @@ def samples(raw: str, top: int = 100) -> None:
         print(f"{count / total:6.1%}  {frame}")
 
 
+def claim(jobs: int) -> None:
+    """Per-row time of the claim's SELECT and of its UPDATE + commit, for three lockings."""
+    due = "SELECT id FROM {t} WHERE next_run <= UTC_TIMESTAMP(6) ORDER BY next_run LIMIT 500"
+    by_key = (
+        "SELECT id FROM {t} WHERE id IN ({ids}) AND next_run <= UTC_TIMESTAMP(6)"
+        " FOR UPDATE SKIP LOCKED"
+    )
+    lease = (
+        "UPDATE {t} SET token = 'bench', next_run = UTC_TIMESTAMP(6) + INTERVAL 1 HOUR"
+        " WHERE id IN ({ids})"
+    )
+    for locking in ("SKIP LOCKED on the index", "no lock", "by primary key"):
+        _, store = bench_store(f"claim-{uuid.uuid4().hex[:8]}")
+        t, selecting, leasing, claimed = store.table.name, 0.0, 0.0, 0
+        try:
+            load(store, jobs)
+            with store.engine.connect() as conn:
+                while True:
+                    started = time.perf_counter()
+                    with conn.begin():
+                        lock = " FOR UPDATE SKIP LOCKED" if locking.startswith("SKIP") else ""
+                        ids = conn.execute(text(due.format(t=t) + lock)).scalars().all()
+                        if ids and locking == "by primary key":
+                            listed = ",".join(map(str, ids))
+                            ids = conn.execute(text(by_key.format(t=t, ids=listed))).scalars().all()
+                        selected = time.perf_counter()
+                        if ids:
+                            conn.execute(text(lease.format(t=t, ids=",".join(map(str, ids)))))
+                    selecting += selected - started
+                    leasing += time.perf_counter() - selected
+                    claimed += len(ids)
+                    if len(ids) < 500:
+                        break
+        finally:
+            store.drop_table()
+        print(
+            f"{locking}: SELECT {selecting / claimed * 1e6:.1f} µs a row, "
+            f"UPDATE + commit {leasing / claimed * 1e6:.1f} µs a row ({claimed} rows)"
+        )
+
+
+def post(calls: int = 3000) -> None:
+    """CPU and wall time of one callback POST to the bench endpoint, for three HTTP clients."""
+    port = free_port()
+    endpoint = start_endpoint(port, {**os.environ, "BENCH_STATS": os.devnull}, Path(os.devnull))
+    url = f"http://127.0.0.1:{port}/cb/1"
+    headers = {"Content-Type": "text/plain; charset=utf-8", "Dalga-Sched": "2026-11-23T12:00:00Z"}
+    bare = requests.Session()
+    bare.trust_env = False
+    clients = {
+        "requests.Session": requests.Session().post,
+        "requests.Session, trust_env=False": bare.post,
+        "urllib3.PoolManager": partial(urllib3.PoolManager().request, "POST", retries=False),
+    }
+    try:
+        wait_until_up(url)
+        for name, send in clients.items():
+            body = {"body" if name.startswith("urllib3") else "data": b"1"}
+            send(url, headers=headers, timeout=10, **body)
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(calls):
+                send(url, headers=headers, timeout=10, **body)
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            print(
+                f"{name}: {cpu / calls * 1e6:.0f} µs CPU, {wall / calls * 1e6:.0f} µs wall a POST"
+            )
+    finally:
+        stop(endpoint)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["tick", "put-many", "samples"])
+    parser.add_argument("what", choices=["tick", "put-many", "samples", "claim", "post"])
     parser.add_argument("raw", nargs="?", help="py-spy `record -f raw` output (samples)")
     parser.add_argument("--jobs", type=int, default=50_000)
     args = parser.parse_args()
@@ -119,8 +200,10 @@ def main() -> None:
         if not args.raw:
             parser.error("samples needs the py-spy raw file")
         samples(args.raw)
+    elif args.what == "post":
+        post()
     else:
-        (tick if args.what == "tick" else put_many)(args.jobs)
+        {"tick": tick, "put-many": put_many, "claim": claim}[args.what](args.jobs)
 
 
 if __name__ == "__main__":

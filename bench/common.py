@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+import requests
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +101,22 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(
         args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
     )
+
+
+def start_endpoint(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """The recording callback endpoint (bench/endpoint_app.py) under uvicorn on 127.0.0.1."""
+    args = [sys.executable, "-m", "uvicorn", "bench.endpoint_app:app", "--port", str(port)]
+    return start([*args, "--log-level", "warning", "--no-access-log"], env, log)
+
+
+def wait_until_up(url: str) -> None:
+    """Return once `url` answers (giving up silently after about 20 s)."""
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -19,11 +19,19 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DALGA_BEAT, bench_store, dalga_env, free_port, record, start, stop  # noqa: E402,E501
+from bench.common import (  # noqa: E402
+    DALGA_BEAT,
+    bench_store,
+    dalga_env,
+    free_port,
+    record,
+    start,
+    start_endpoint,
+    stop,
+    wait_until_up,
+)
 from celery_dalga.spec import parse_spec  # noqa: E402
 
 POOLS = {
@@ -38,23 +46,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
     settings, store = bench_store(queue, lease=600, base_url=f"http://127.0.0.1:{port}/")
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
     env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"))
-    procs = [
-        start(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.endpoint_app:app",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            env,
-            logs / "endpoint.log",
-        )
-    ]
+    procs = [start_endpoint(port, env, logs / "endpoint.log")]
     try:
         for i in range(workers):
             procs.append(
@@ -81,12 +73,7 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         specs = [
             parse_spec("cb", str(i), {"one-off": "true", "immediate": "true"}) for i in range(jobs)
         ]
-        for _ in range(100):
-            try:
-                requests.get(settings.base_url, timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_until_up(settings.base_url)
         time.sleep(3)  # workers connect
         for at in range(0, jobs, 5000):
             store.put_many(specs[at : at + 5000])
