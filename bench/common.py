@@ -173,6 +173,70 @@ def wait_for_messages(
     }
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVICES = ("redis-server", "mariadbd")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, user + system CPU seconds) of a live process, from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _service_pids() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {name: [] for name in SERVICES}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                name = (entry / "comm").read_text().strip()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if name in found:
+                found[name].append(int(entry.name))
+    return found
+
+
+class CpuMeter:
+    """CPU seconds spent by named process trees (a process and all its descendants) and by the
+    Redis and MariaDB servers, read from /proc. sample() remembers each process's latest
+    figure, so a child that exits between samples keeps what it had spent by the last one."""
+
+    def __init__(self, roots: dict[str, list[int]]):
+        self.roots = {**roots, **_service_pids()}
+        self.start: dict[int, float] = {}
+        self.latest: dict[int, float] = {}
+        self.group: dict[int, str] = {}
+        self.sample()
+        self.start = dict(self.latest)
+
+    def sample(self) -> None:
+        parents: dict[int, int] = {}
+        spent: dict[int, float] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+                parents[int(entry.name)], spent[int(entry.name)] = stat
+        for name, pids in self.roots.items():
+            for pid in pids:
+                self.group.setdefault(pid, name)
+        for pid in spent:
+            ancestor = pid
+            while ancestor in parents and ancestor not in self.group:
+                ancestor = parents[ancestor]
+            if ancestor in self.group:
+                self.group[pid] = self.group[ancestor]
+                self.latest[pid] = spent[pid]
+
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds per group since the meter was made (call sample() first)."""
+        out = dict.fromkeys(self.roots, 0.0)
+        for pid, value in self.latest.items():
+            out[self.group[pid]] += value - self.start.get(pid, 0.0)
+        return {name: round(value, 2) for name, value in out.items()}
+
+
 def scan_jobs(client: redis.Redis, queue: str) -> tuple[int, int]:
     """(messages, distinct jobs) in the queue, read in chunks. A job is its kwargs' body
     (celery-dalga) or its first argument (the peers' benchmark tasks)."""

@@ -7,6 +7,10 @@ N one-off jobs fall due at once; one beat dispatches them, two `celery worker` p
 POST them to a uvicorn endpoint on 127.0.0.1, which records each call. Reports callbacks/s
 (N over the time from the first to the last call) and the p50/p99 lateness of the calls
 (arrival minus Dalga-Sched: with all N due at once this is the backlog's drain time).
+
+CPU per callback is read from /proc over the middle of the run (from the poll where 10% of
+the runs were delivered to the one where 90% were), for the beat, the workers (with their
+pool children), Redis and MariaDB, and apart from them the endpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
     DALGA_BEAT,
+    CpuMeter,
     bench_store,
     dalga_env,
     free_port,
@@ -78,16 +83,27 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         for at in range(0, jobs, 5000):
             store.put_many(specs[at : at + 5000])
         procs.append(start(DALGA_BEAT, env, logs / "beat.log"))
-        started = time.monotonic()
+        meter = CpuMeter(
+            {
+                "endpoint": [procs[0].pid],
+                "workers": [p.pid for p in procs[1:-1]],
+                "beat": [procs[-1].pid],
+            }
+        )
+        started, window = time.monotonic(), {}
         while time.monotonic() - started < timeout:
-            left = store.status()["total"]
+            delivered = jobs - store.status()["total"]
+            meter.sample()
+            for edge, share in (("from", 0.1), ("to", 0.9)):
+                if edge not in window and delivered >= jobs * share:
+                    window[edge] = (delivered, meter.seconds())
             print(
-                f"  {jobs - left}/{jobs} delivered after {time.monotonic() - started:.0f} s",
+                f"  {delivered}/{jobs} delivered after {time.monotonic() - started:.0f} s",
                 file=sys.stderr,
             )
-            if left == 0:
+            if delivered == jobs:
                 break
-            time.sleep(2)
+            time.sleep(1)
     finally:
         for proc in reversed(procs):
             stop(proc)
@@ -107,8 +123,20 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         "lateness_p50_s": round(lateness[len(lateness) // 2], 2) if lateness else None,
         "lateness_p99_s": round(lateness[int(len(lateness) * 0.99) - 1], 2) if lateness else None,
         "finished": stats["runs"] >= jobs,
+        **cpu_per_callback(window),
         "logs": str(logs),
     }
+
+
+def cpu_per_callback(window: dict) -> dict:
+    """CPU ms per callback between the 10% and 90% polls: each part, and the sum of all but
+    the endpoint."""
+    if "from" not in window or "to" not in window or window["to"][0] == window["from"][0]:
+        return {}
+    (first, before), (last, after) = window["from"], window["to"]
+    per = {k: round((after[k] - before[k]) * 1000 / (last - first), 3) for k in after}
+    total = sum(v for k, v in per.items() if k != "endpoint")
+    return {"cpu_ms_per_callback": round(total, 3), "cpu_ms_by_part": per}
 
 
 def main() -> None:
