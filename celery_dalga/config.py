@@ -40,6 +40,9 @@ class Settings:
     fixed_intervals: bool = False
     epsilon: float = 0.0
     batch_size: int = 500
+    runs_per_task: int = 100
+    callback_concurrency: int = 100
+    batch_window: float = 0.1
     max_interval: float = 1.0
     max_body: int = 65535
 
@@ -48,6 +51,10 @@ class Settings:
             raise ConfigError("lease must be longer than callback_timeout")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
+        if self.runs_per_task < 1 or self.callback_concurrency < 1:
+            raise ConfigError("runs_per_task and callback_concurrency must be at least 1")
+        if not 0 <= self.batch_window <= self.max_interval:
+            raise ConfigError("batch_window must be between 0 and max_interval")
         if self.retry_multiplier < 1:
             raise ConfigError("retry_multiplier must be at least 1")
 

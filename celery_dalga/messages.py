@@ -1,13 +1,15 @@
-"""http_callback task messages for a batch of runs, and publishing them in one go.
+"""The callback tasks' messages for a claimed batch of runs, and publishing them in one go.
 
-Every message is an ordinary Celery protocol-2 task. Celery builds one message per batch
-(create_task_message, as send_task would); each run copies it with its own task id, keyword
-arguments and the argument repr Flower shows. On a Redis broker the batch is written with
-pipelined multi-value LPUSHes, each message the envelope kombu's Redis transport would write
-(encoded once per batch, with slots for what differs per run); on any other broker it goes
-through kombu's Producer (batched where the transport can batch).
-Publishing every message through send_task and kombu's per-message layers cost more than all
-the rest of beat's work (bench/README.md).
+A batch is cut into tasks (split): a task of one run is an `http_callback` whose arguments are
+the run, a task of several runs an `http_callbacks` that carries them as a list; Flower shows
+each task's runs. Every message is an ordinary Celery protocol-2 task. Celery builds one
+message per task name and batch (create_task_message, as send_task would); each task copies
+it with its own task id, keyword arguments and the argument repr Flower shows. On a Redis
+broker the batch is written with pipelined multi-value LPUSHes, each message the envelope
+kombu's Redis transport would write (encoded once per batch, with slots for what differs per
+task); on any other broker it goes through kombu's Producer (batched where the transport can
+batch). Publishing every message through send_task and kombu's per-message layers cost more
+than all the rest of beat's work (bench/README.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import re
 from base64 import b64encode
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from json.encoder import encode_basestring_ascii as encode_string
 from typing import Any
 from uuid import uuid4
@@ -24,39 +28,116 @@ from celery import Celery, signals
 from celery.app.amqp import task_message
 from kombu import Queue
 
-from celery_dalga.store import Run
+from celery_dalga.jobs import Run, job_key
 
 TASK_NAME = "celery_dalga.http_callback"
+BATCH_TASK_NAME = "celery_dalga.http_callbacks"
 LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
+SPREAD = 8  # a batch is cut into at least this many tasks, so that every worker gets some
+SHOWN = 3  # runs a batch task's repr names
 
 
-def task_repr(run: Run) -> str:
-    """What Flower shows as the task's arguments: path, body (cut at 200 chars), sched."""
-    body = run.body if len(run.body) <= 200 else run.body[:200] + "..."
+@dataclass(frozen=True)
+class Task:
+    """One task message: the task's name, id, keyword arguments and the repr Flower shows."""
+
+    name: str
+    id: str
+    kwargs: dict[str, Any]
+    kwargsrepr: str
+
+
+def split(runs: list[Run], runs_per_task: int) -> list[list[Run]]:
+    """The batch cut into tasks of near-equal size: at least SPREAD tasks (one run each while
+    the batch is that small), at most runs_per_task runs each."""
+    count = min(len(runs), max(SPREAD, -(-len(runs) // runs_per_task)))
+    size, extra = divmod(len(runs), count) if runs else (0, 0)
+    groups, at = [], 0
+    for i in range(count):
+        end = at + size + (i < extra)
+        groups.append(runs[at:end])
+        at = end
+    return groups
+
+
+def tasks(runs: list[Run], runs_per_task: int) -> list[Task]:
+    """The tasks that carry a claimed batch of runs (all with the claim's token)."""
+    return [
+        run_task(group[0]) if len(group) == 1 else batch_task(group, index)
+        for index, group in enumerate(split(runs, runs_per_task))
+    ]
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def run_task(run: Run) -> Task:
+    """An http_callback task: its keyword arguments are the run, path, body and time first;
+    its id is stable for the run, so that a re-delivery shows in Flower as the same run."""
     kind = "trigger" if run.manual else "sched"
-    return f"{{'path': {run.path!r}, 'body': {body!r}, '{kind}': '{run.sched.isoformat()}'}}"
+    return Task(
+        TASK_NAME,
+        run.task_id,
+        {
+            "path": run.path,
+            "body": run.body,
+            "sched": run.sched.isoformat(),
+            "job_id": run.job_id,
+            "key": run.key,
+            "token": run.token,
+            "manual": run.manual,
+        },
+        f"{{'path': {run.path!r}, 'body': {_cut(run.body)!r}, "
+        f"'{kind}': '{run.sched.isoformat()}'}}",
+    )
 
 
-def task_kwargs(run: Run) -> dict[str, Any]:
-    """The task's keyword arguments, readable in Flower: path, body, scheduled time first."""
-    return {
-        "path": run.path,
-        "body": run.body,
-        "sched": run.sched.isoformat(),
-        "job_id": run.job_id,
-        "key": run.key,
-        "token": run.token,
-        "manual": run.manual,
-    }
+def batch_task(runs: list[Run], index: int) -> Task:
+    """An http_callbacks task: the claim's token and, per run, [job_id, path, body, instant,
+    manual]. Flower shows how many runs it carries and the first few."""
+    token = runs[0].token
+    shown = [f"{_cut(r.path, 60)} {_cut(r.body, 40)}" for r in runs[:SHOWN]]
+    return Task(
+        BATCH_TASK_NAME,
+        f"dalga-{token}-{index}",
+        {
+            "token": token,
+            "runs": [[r.job_id, r.path, r.body, r.sched.isoformat(), r.manual] for r in runs],
+        },
+        f"{{'runs': {len(runs)}, 'first': {shown!r}, 'sched': '{runs[0].sched.isoformat()}'}}",
+    )
 
 
-class RunMessages:
-    """The batch's message template, built once by Celery; message(run) fills in one run."""
+def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
+    """The runs that a task named `name` with these keyword arguments carries."""
+    if name == BATCH_TASK_NAME:
+        token = kwargs["token"]
+        return [
+            Run(job_id, job_key(path, body), path, body, datetime.fromisoformat(at), token, manual)
+            for job_id, path, body, at, manual in kwargs["runs"]
+        ]
+    return [
+        Run(
+            kwargs["job_id"],
+            kwargs["key"],
+            kwargs["path"],
+            kwargs["body"],
+            datetime.fromisoformat(kwargs["sched"]),
+            kwargs["token"],
+            kwargs.get("manual", False),
+        )
+    ]
 
-    def __init__(self, app: Celery):
+
+class TaskMessages:
+    """A task name's message template for a batch, built once by Celery; message(task) fills
+    in one task."""
+
+    def __init__(self, app: Celery, name: str):
         self.headers, self.properties, body, self.sent_event = app.amqp.create_task_message(
             "",
-            TASK_NAME,
+            name,
             (),
             {},
             reply_to=app.thread_oid,
@@ -67,9 +148,9 @@ class RunMessages:
         )
         self.embed = body[2]
 
-    def message(self, run: Run) -> task_message:
-        """The template with this run's task id, keyword arguments and repr."""
-        task_id, kwargsrepr = run.task_id, task_repr(run)
+    def message(self, task: Task) -> task_message:
+        """The template with this task's id, keyword arguments and repr."""
+        task_id, kwargsrepr = task.id, task.kwargsrepr
         sent_event = None
         if self.sent_event:
             sent_event = {**self.sent_event, "uuid": task_id, "root_id": task_id}
@@ -77,24 +158,30 @@ class RunMessages:
         return task_message(
             headers={**self.headers, "id": task_id, "root_id": task_id, "kwargsrepr": kwargsrepr},
             properties={**self.properties, "correlation_id": task_id},
-            body=((), task_kwargs(run), self.embed),
+            body=((), task.kwargs, self.embed),
             sent_event=sent_event,
         )
 
 
-def publish(app: Celery, queue: Queue, runs: list[Run]) -> None:
-    """Publish one http_callback task per run to `queue`, as one broker round trip where the
-    broker allows. Raises whatever the broker raises; nothing is retried here."""
-    messages = RunMessages(app)
+def publish(app: Celery, queue: Queue, tasks: list[Task]) -> None:
+    """Publish the tasks to `queue`, as one broker round trip where the broker allows.
+    Raises whatever the broker raises; nothing is retried here."""
+    templates = {name: TaskMessages(app, name) for name in {task.name for task in tasks}}
     with app.producer_or_acquire() as producer:
         producer.maybe_declare(queue)
         if pipelined(app, producer, queue):
-            publish_to_redis(producer, queue, messages, runs)
+            publish_to_redis(producer, queue, templates, tasks)
             return
         send = app.amqp.send_task_message
-        with producer.batch(len(runs)):
-            for run in runs:
-                send(producer, TASK_NAME, messages.message(run), queue=queue, retry=False)
+        with producer.batch(len(tasks)):
+            for task in tasks:
+                send(
+                    producer,
+                    task.name,
+                    templates[task.name].message(task),
+                    queue=queue,
+                    retry=False,
+                )
 
 
 def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
@@ -113,26 +200,27 @@ def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
     )
 
 
-def publish_to_redis(producer: Any, queue: Queue, messages: RunMessages, runs: list[Run]) -> None:
-    """LPUSH each run's message as kombu's Redis transport writes it, many to a command (the
-    list ends up as one LPUSH per run would leave it, so workers take the runs in order), the
+def publish_to_redis(
+    producer: Any, queue: Queue, templates: dict[str, TaskMessages], tasks: list[Task]
+) -> None:
+    """LPUSH each task's message as kombu's Redis transport writes it, many to a command (the
+    list ends up as one LPUSH per task would leave it, so workers take the tasks in order), the
     commands in one pipeline. A command carries at most LPUSH_BYTES, so that a large batch of
     long bodies does not hold up Redis with one huge command."""
-    envelope = RedisEnvelope(messages, queue)
-    envelopes = []
-    for run in runs:
-        task_id = run.task_id
-        body = json.dumps(((), task_kwargs(run), messages.embed))
-        envelopes.append(
-            envelope.fill(
+    envelopes = {name: RedisEnvelope(template, queue) for name, template in templates.items()}
+    filled = []
+    for task in tasks:
+        body = json.dumps(((), task.kwargs, templates[task.name].embed))
+        filled.append(
+            envelopes[task.name].fill(
                 body=b64encode(body.encode()).decode(),
-                task_id=task_id,
-                kwargsrepr=task_repr(run),
+                task_id=task.id,
+                kwargsrepr=task.kwargsrepr,
                 delivery_tag=str(uuid4()),
             )
         )
     with producer.channel.conn_or_acquire() as client, client.pipeline(False) as pipe:
-        for chunk in size_chunks(envelopes, LPUSH_BYTES):
+        for chunk in size_chunks(filled, LPUSH_BYTES):
             pipe.lpush(queue.name, *chunk)
         pipe.execute()
 
@@ -157,7 +245,7 @@ class RedisEnvelope:
 
     SLOTS = ("body", "task_id", "kwargsrepr", "delivery_tag")
 
-    def __init__(self, messages: RunMessages, queue: Queue):
+    def __init__(self, messages: TaskMessages, queue: Queue):
         slot = {name: f"\0{name}-{uuid4().hex}\0" for name in self.SLOTS}  # nothing else matches
         envelope = {
             "body": slot["body"],

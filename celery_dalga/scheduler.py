@@ -10,13 +10,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from celery_dalga import messages
 from celery_dalga.config import settings_for
-from celery_dalga.store import Run, Store, store_for
+from celery_dalga.jobs import Run
+from celery_dalga.store import Store, store_for
 
 log = logging.getLogger(__name__)
 
 
 class Scheduler(beat.Scheduler):
-    """Each tick claims a batch of due rows and publishes one http_callback task per row.
+    """Each tick claims a batch of due rows and publishes them as callback tasks, one run per
+    task while the batch is small and up to `runs_per_task` runs per task under load.
 
     It keeps no jobs in memory; the table is the schedule. With lazy=True it
     touches no database until the first tick.
@@ -44,12 +46,14 @@ class Scheduler(beat.Scheduler):
         return f"table {self.settings.table!r}, batch {self.settings.batch_size}"
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        """Claim and publish one batch; return seconds to sleep (0 when more are due)."""
+        """Claim and publish one batch; return seconds to sleep: 0 after a full batch, else
+        until the next due run, but at least batch_window (so that runs due close together
+        travel in one claim and share tasks) and at most max_interval."""
         if self.store is None:
             self.setup_schedule()
         batch = self.settings.batch_size
         try:
-            runs = self.store.claim(batch, self.settings.lease)
+            runs = self.store.claim(batch)
             self.publish(runs)
             if len(runs) == batch:
                 return 0.0
@@ -57,22 +61,24 @@ class Scheduler(beat.Scheduler):
         except SQLAlchemyError as exc:
             log.error("database unavailable, claimed runs wait for their lease: %s", exc)
             return self.max_interval
-        return self.max_interval if wait is None else min(wait, self.max_interval)
+        if wait is None:
+            return self.max_interval
+        return min(max(wait, self.settings.batch_window), self.max_interval)
 
     def publish(self, runs: list[Run]) -> None:
-        """Publish one http_callback task per run, the batch in one broker round trip where the
-        broker allows (celery_dalga.messages). A run left unsent is dispatched again when its
-        lease ends."""
+        """Publish the runs as callback tasks, in one broker round trip where the broker allows
+        (celery_dalga.messages). A run left unsent is dispatched again when its lease ends."""
         if not runs:
             return
+        tasks = messages.tasks(runs, self.settings.runs_per_task)
         try:
-            messages.publish(self.app, self.app.amqp.queues[self.settings.queue], runs)
+            messages.publish(self.app, self.app.amqp.queues[self.settings.queue], tasks)
         except Exception as exc:  # broker errors come in many kinds; the lease covers them all
             log.error("publishing failed, runs will be re-dispatched after the lease: %s", exc)
             return
         if log.isEnabledFor(logging.DEBUG):
             for run in runs:
-                log.debug(
-                    "dispatched path=%s body=%s sched=%s", run.path, run.body, run.sched.isoformat()
-                )
-        log.info("dispatched %d runs, first path=%s body=%s", len(runs), runs[0].path, runs[0].body)
+                log.debug("dispatched path=%s sched=%s", run.path, run.sched.isoformat())
+        log.info(
+            "dispatched %d runs in %d tasks, first path=%s", len(runs), len(tasks), runs[0].path
+        )

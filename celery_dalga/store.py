@@ -1,24 +1,23 @@
 """SQLAlchemy Core table and every SQL statement celery-dalga runs.
 
-Run protocol (docs/design.md): claim() gives due rows a fresh token and a
-lease (next_run = now + lease); begin(), complete() and fail() change a row
-only while it still carries the caller's token.
+Run protocol (docs/design.md): claim() gives due rows a fresh token and a lease
+(next_run = now + lease); fence() and settle() act on a task's runs only while the rows still
+carry the runs' tokens, each in one statement or transaction for the whole task. What to write
+is decided in celery_dalga.runs; this module only reads and writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     BigInteger,
@@ -32,24 +31,29 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     case,
     create_engine,
     delete,
     event,
     func,
+    inspect,
     literal_column,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateColumn
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from celery_dalga import schedules
+from celery_dalga import runs as protocol
 from celery_dalga.config import Settings
-from celery_dalga.schedules import Schedule
+from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
+from celery_dalga.runs import Attempt, Change, Outcome, Policy
 from celery_dalga.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,7 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("next_sched", Instant),
         Column("triggered_at", Instant),
         Column("token", String(32)),
+        Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Column("success_count", Integer, nullable=False, default=0),
         Column("error_count", Integer, nullable=False, default=0),
         Column("last_success", Instant),
@@ -88,96 +93,6 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("created_at", Instant),
         Index(f"ix_{name}_path_id", "path", "id"),
     )
-
-
-def job_key(path: str, body: str) -> str:
-    """The unique key of a job: SHA-256 of (path, body)."""
-    return hashlib.sha256(f"{path}\0{body}".encode()).hexdigest()
-
-
-def _naive(instant: datetime) -> datetime:
-    return instant.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job as stored; instants are aware UTC."""
-
-    id: int
-    path: str
-    body: str
-    interval: str | None
-    cron: str | None
-    repeat: str | None
-    location: str
-    one_off: bool
-    enabled: bool
-    next_run: datetime | None
-    next_sched: datetime | None
-    triggered_at: datetime | None
-    running: bool
-    success_count: int
-    error_count: int
-    last_success: datetime | None
-    last_attempt: datetime | None
-    last_error: str | None
-    last_duration: float | None
-
-    @property
-    def schedule(self) -> Schedule:
-        return _schedule_of(self)
-
-    @classmethod
-    def from_row(cls, row: Row) -> Job:
-        m = row._mapping
-        return cls(
-            id=m["id"],
-            path=m["path"],
-            body=m["body"],
-            interval=m["interval"],
-            cron=m["cron"],
-            repeat=m["repeat"],
-            location=m["location"],
-            one_off=bool(m["one_off"]),
-            enabled=bool(m["enabled"]),
-            next_run=_aware(m["next_run"]),
-            next_sched=_aware(m["next_sched"]),
-            triggered_at=_aware(m["triggered_at"]),
-            running=m["token"] is not None,
-            success_count=m["success_count"],
-            error_count=m["error_count"],
-            last_success=_aware(m["last_success"]),
-            last_attempt=_aware(m["last_attempt"]),
-            last_error=m["last_error"],
-            last_duration=m["last_duration"],
-        )
-
-
-@dataclass(frozen=True)
-class Run:
-    """One dispatch of a job: what the http_callback task carries."""
-
-    job_id: int
-    key: str
-    path: str
-    body: str
-    sched: datetime
-    token: str
-    manual: bool = False
-
-    @property
-    def task_id(self) -> str:
-        """Stable for (job, scheduled instant): a re-delivery shows as the same run."""
-        kind = "trigger" if self.manual else "sched"
-        return f"dalga-{self.key[:16]}-{kind}-{self.sched.strftime('%Y%m%dT%H%M%S.%fZ')}"
-
-    @property
-    def idempotency_key(self) -> str:
-        return hashlib.sha256(f"{self.key}|{self.task_id}".encode()).hexdigest()[:32]
 
 
 MYSQL_TRANSIENT = {1213, 1205}  # deadlock found; lock wait timeout
@@ -239,20 +154,10 @@ def make_engine(url: str) -> Engine:
 class Store:
     """The jobs table and the operations on it."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        table: str = "dalga",
-        *,
-        fixed_intervals: bool = False,
-        epsilon: float = 0.0,
-        retry_stop_after: float = 0.0,
-    ):
+    def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
         self.engine = engine
         self.table = make_table(MetaData(), table)
-        self.fixed_intervals = fixed_intervals
-        self.epsilon = timedelta(seconds=epsilon)
-        self.retry_stop_after = timedelta(seconds=retry_stop_after)
+        self.policy = policy or Policy()
         self.clock: Callable[[], datetime] | None = None
         self._clock_sample: tuple[datetime, float] | None = None
 
@@ -278,7 +183,7 @@ class Store:
             if self.engine.dialect.name == "postgresql"
             else "SELECT UTC_TIMESTAMP(6)"
         )
-        return _aware(conn.execute(text(query)).scalar_one())
+        return aware(conn.execute(text(query)).scalar_one())
 
     @rerun_transient
     def _database_clock_alone(self) -> datetime:
@@ -288,8 +193,15 @@ class Store:
             return self._database_clock(own)
 
     def create_table(self) -> None:
-        """Create the table and its indexes if they are missing."""
+        """Create the table and its indexes if they are missing, and add the columns that
+        a table made by an earlier version lacks."""
         self.table.metadata.create_all(self.engine, checkfirst=True)
+        present = {c["name"] for c in inspect(self.engine).get_columns(self.table.name)}
+        missing = [c for c in self.table.columns if c.name not in present]
+        with self.engine.begin() as conn:
+            for column in missing:
+                added = CreateColumn(column).compile(dialect=self.engine.dialect)
+                conn.execute(text(f"ALTER TABLE {self.table.name} ADD COLUMN {added}"))
 
     def drop_table(self) -> None:
         """Drop the table (tests and benchmarks clean up with it)."""
@@ -306,10 +218,11 @@ class Store:
     @rerun_transient
     def put(self, spec: JobSpec) -> Job:
         """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
+        now = self.now()
+        row = new_job_columns(spec, spec.first_sched(now), now)
         with self.engine.begin() as conn:
-            row = _row(spec, self.now(conn))
             conn.execute(self._upsert(), [row])
-            return Job.from_row(self._select_key(conn, row["job_key"]))
+            return Job.from_mapping(self._select_key(conn, row["job_key"])._mapping)
 
     @rerun_transient
     def put_many(self, specs: list[JobSpec]) -> int:
@@ -321,9 +234,12 @@ class Store:
         the unique index is walked once and concurrent batches lock rows in one order."""
         if not specs:
             return 0
+        now = self.now()
+        rows = sorted(
+            (new_job_columns(spec, spec.first_sched(now), now) for spec in specs),
+            key=itemgetter("job_key"),
+        )
         with self.engine.begin() as conn:
-            now = self.now(conn)
-            rows = sorted((_row(spec, now) for spec in specs), key=itemgetter("job_key"))
             if self._json_table():
                 document = json.dumps([list(row.values()) for row in rows], default=_json_datetime)
                 conn.execute(self._upsert(self._json_rows(document, list(rows[0]))))
@@ -375,7 +291,7 @@ class Store:
     def get(self, path: str, body: str) -> Job | None:
         with self.engine.connect() as conn:
             row = self._select_key(conn, job_key(path, body))
-        return Job.from_row(row) if row else None
+        return Job.from_mapping(row._mapping) if row else None
 
     @rerun_transient
     def delete(self, path: str, body: str) -> bool:
@@ -391,7 +307,7 @@ class Store:
         """Run the job once, now, leaving its schedule as it is."""
         t, key = self.table, job_key(path, body)
         with self.engine.begin() as conn:
-            now = _naive(self.now(conn))
+            now = naive(self.now(conn))
             found = conn.execute(
                 update(t)
                 .where(t.c.job_key == key)
@@ -400,34 +316,20 @@ class Store:
                     next_run=func.coalesce(_if_running(t, t.c.next_run), now),
                 )
             ).rowcount
-            return Job.from_row(self._select_key(conn, key)) if found else None
+            return Job.from_mapping(self._select_key(conn, key)._mapping) if found else None
 
     @rerun_transient
     def set_enabled(self, path: str, body: str, enabled: bool) -> Job | None:
-        """Pause or resume. Resuming an idle job schedules its next slot from now."""
+        """Pause or resume (runs.on_enabled decides what that changes)."""
         key = job_key(path, body)
         with self.engine.begin() as conn:
             row = self._select_key(conn, key, lock=True)
             if row is None:
                 return None
-            job = Job.from_row(row)
-            values: dict[str, Any] = {"enabled": enabled}
-            if not job.running:
-                if not enabled:
-                    values["next_run"] = _naive(job.triggered_at) if job.triggered_at else None
-                elif not job.enabled:
-                    now = self.now(conn)
-                    nxt = job.next_sched
-                    if nxt is None or nxt < now:
-                        nxt = job.schedule.next(nxt or now, now, self.fixed_intervals)
-                    if nxt is None:
-                        nxt = now
-                    values.update(
-                        next_sched=_naive(nxt),
-                        next_run=_naive(min(nxt, job.triggered_at) if job.triggered_at else nxt),
-                    )
-            conn.execute(update(self.table).where(self.table.c.id == job.id).values(**values))
-            return Job.from_row(self._select_key(conn, key))
+            job = Job.from_mapping(row._mapping)
+            values = protocol.on_enabled(job, enabled, self.now(conn), self.policy)
+            self._apply(conn, [(job.id, Change(Outcome.DONE, values))])
+            return Job.from_mapping(self._select_key(conn, key)._mapping)
 
     @rerun_transient
     def list(self, path: str | None = None, after: int = 0, limit: int = 100) -> list[Job]:
@@ -437,7 +339,7 @@ class Store:
         if path is not None:
             query = query.where(t.c.path == path)
         with self.engine.connect() as conn:
-            return [Job.from_row(r) for r in conn.execute(query)]
+            return [Job.from_mapping(r._mapping) for r in conn.execute(query)]
 
     @rerun_transient
     def status(self) -> dict[str, Any]:
@@ -449,12 +351,12 @@ class Store:
                 select(func.count(), func.coalesce(func.sum(_int(~t.c.enabled)), 0))
             ).one()
             running = conn.execute(
-                select(func.count()).where(t.c.token.is_not(None), t.c.next_run > _naive(now))
+                select(func.count()).where(t.c.token.is_not(None), t.c.next_run > naive(now))
             ).scalar_one()
             pending, oldest = conn.execute(
-                select(func.count(), func.min(t.c.next_run)).where(t.c.next_run <= _naive(now))
+                select(func.count(), func.min(t.c.next_run)).where(t.c.next_run <= naive(now))
             ).one()
-        lag = (now - _aware(oldest)).total_seconds() if oldest else 0.0
+        lag = (now - aware(oldest)).total_seconds() if oldest else 0.0
         return {
             "total": total,
             "disabled": int(disabled),
@@ -467,28 +369,15 @@ class Store:
     # -- the run protocol -----------------------------------------------------
 
     @rerun_transient
-    def claim(self, limit: int, lease: float) -> list[Run]:
-        """Take up to `limit` due rows, give them one fresh token and a lease; return the runs."""
+    def claim(self, limit: int) -> list[Run]:
+        """Take up to `limit` due rows, give those to send one fresh token and a lease, settle
+        the others (runs.on_due); return the runs to send."""
         t = self.table
         with self.engine.begin() as conn:
             now = self.now(conn)
             rows = conn.execute(
-                select(
-                    t.c.id,
-                    t.c.job_key,
-                    t.c.path,
-                    t.c.body,
-                    t.c.next_sched,
-                    t.c.triggered_at,
-                    t.c.enabled,
-                    t.c.one_off,
-                    t.c.interval,
-                    t.c.cron,
-                    t.c.repeat,
-                    t.c.location,
-                    t.c.token,
-                )
-                .where(t.c.next_run <= _naive(now))
+                select(t)
+                .where(t.c.next_run <= naive(now))
                 .order_by(t.c.next_run)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -496,42 +385,27 @@ class Store:
             if not rows:
                 return []
             token = uuid.uuid4().hex
-            runs = []
+            sent, changes = [], []
             for row in rows:
-                run = self._run_for(conn, row, token, now)
-                if run is not None:
-                    runs.append(run)
-            if runs:
+                decision = protocol.on_due(Job.from_mapping(row._mapping), token, now, self.policy)
+                if isinstance(decision, Run):
+                    sent.append(decision)
+                else:
+                    changes.append((row.id, decision))
+                    log.warning(
+                        "%s due run path=%s sched=%s",
+                        decision.outcome,
+                        row.path,
+                        aware(row.next_sched),
+                    )
+            if sent:
                 conn.execute(
                     update(t)
-                    .where(t.c.id.in_([r.job_id for r in runs]))
-                    .values(token=token, next_run=_naive(now + timedelta(seconds=lease)))
+                    .where(t.c.id.in_([r.job_id for r in sent]))
+                    .values(token=token, next_run=naive(now + timedelta(seconds=self.policy.lease)))
                 )
-        return runs
-
-    def _run_for(self, conn: Connection, row: Row, token: str, now: datetime) -> Run | None:
-        """Decide what a due row means: a scheduled run, a triggered run, or nothing to send."""
-        sched, triggered = _aware(row.next_sched), _aware(row.triggered_at)
-        manual = triggered is not None and (not row.enabled or sched is None or sched > now)
-        if manual:
-            return Run(row.id, row.job_key, row.path, row.body, triggered, token, manual=True)
-        if not row.enabled or sched is None:
-            self._write(conn, row.id, token=None, next_run=None)
-            return None
-        if self.epsilon and not row.one_off and now - sched > self.epsilon:
-            nxt = _schedule_of(row).next(sched, now, self.fixed_intervals)
-            log.warning(
-                "skipped run missed by more than epsilon path=%s body=%s sched=%s",
-                row.path,
-                row.body,
-                sched.isoformat(),
-            )
-            if nxt is None:
-                conn.execute(delete(self.table).where(self.table.c.id == row.id))
-            else:
-                self._write(conn, row.id, token=None, next_sched=_naive(nxt), next_run=_naive(nxt))
-            return None
-        return Run(row.id, row.job_key, row.path, row.body, sched, token)
+            self._apply(conn, changes)
+        return sent
 
     @rerun_transient
     def seconds_until_due(self) -> float | None:
@@ -541,103 +415,106 @@ class Store:
             earliest = conn.execute(select(func.min(self.table.c.next_run))).scalar_one()
         if earliest is None:
             return None
-        return max(0.0, (_aware(earliest) - now).total_seconds())
+        return max(0.0, (aware(earliest) - now).total_seconds())
 
     @rerun_transient
-    def begin(self, run: Run, lease: float, keep: float) -> bool:
-        """Fence a delivery: True only if the row still has run's token. The check is a plain
-        read while at least `keep` seconds of the lease remain; otherwise the lease is renewed."""
+    def fence(self, runs: list[Run], keep: float) -> list[Run]:
+        """The runs whose rows still carry their tokens, in one read. A run whose lease has
+        less than `keep` seconds left has it renewed first (a run that cannot be renewed is
+        no longer ours)."""
+        if not runs:
+            return []
         t = self.table
-        ours = (t.c.id == run.job_id) & (t.c.token == run.token)
         with self.engine.connect() as conn:
-            lease_end = conn.execute(select(t.c.next_run).where(ours)).scalar()
-            if lease_end is None:
-                return False
-            now = self.now(conn)
-            if _aware(lease_end) - now >= timedelta(seconds=keep):
-                return True
-            renewed = conn.execute(
-                update(t).where(ours).values(next_run=_naive(now + timedelta(seconds=lease)))
-            ).rowcount
-            conn.commit()
-            return bool(renewed)
-
-    def _held(self, conn: Connection, run: Run) -> Row | None:
-        t = self.table
-        return conn.execute(
-            select(t).where(t.c.id == run.job_id, t.c.token == run.token).with_for_update()
-        ).first()
-
-    def _write(self, conn: Connection, job_id: int, **values: Any) -> None:
-        conn.execute(update(self.table).where(self.table.c.id == job_id).values(**values))
-
-    @rerun_transient
-    def complete(self, run: Run, delete_job: bool, duration: float) -> str:
-        """Apply a success: delete, or release the token and set the next run. Token-guarded."""
-        with self.engine.begin() as conn:
-            row = self._held(conn, run)
-            if row is None:
-                return "stale"
-            job = Job.from_row(row)
-            now = self.now(conn)
-            nxt = job.next_sched
-            if not run.manual and job.next_sched == run.sched:
-                nxt = job.schedule.next(run.sched, now, self.fixed_intervals)
-            if delete_job or nxt is None:
-                conn.execute(delete(self.table).where(self.table.c.id == job.id))
-                return "deleted"
-            pending_trigger = job.triggered_at
-            if run.manual and job.triggered_at == run.sched:
-                pending_trigger = None
-            next_run = nxt if job.enabled else None
-            if pending_trigger is not None:
-                next_run = now
-            self._write(
-                conn,
-                job.id,
-                token=None,
-                next_sched=_naive(nxt),
-                next_run=_naive(next_run) if next_run else None,
-                triggered_at=_naive(pending_trigger) if pending_trigger else None,
-                success_count=job.success_count + 1,
-                last_success=_naive(now),
-                last_attempt=_naive(now),
-                last_duration=duration,
-            )
-            return "done"
-
-    @rerun_transient
-    def fail(self, run: Run, error: str, retry_in: float, lease: float) -> str:
-        """Record a failed attempt. "retry" extends the lease over the wait; "gave_up" disables
-        the job (retry_stop_after passed); "stale"/"stopped" mean the run is no longer ours."""
-        with self.engine.begin() as conn:
-            row = self._held(conn, run)
-            if row is None:
-                return "stale"
-            now = self.now(conn)
-            counts = {
-                "error_count": row.error_count + 1,
-                "last_error": error[:2000],
-                "last_attempt": _naive(now),
-            }
-            if not row.enabled and not run.manual:
-                self._write(conn, row.id, token=None, next_run=None, **counts)
-                return "stopped"
-            if self.retry_stop_after and now - run.sched > self.retry_stop_after:
-                self._write(
-                    conn,
-                    row.id,
-                    token=None,
-                    next_run=None,
-                    enabled=False,
-                    triggered_at=None,
-                    **counts,
+            held = {
+                row.id: row
+                for row in conn.execute(
+                    select(t.c.id, t.c.token, t.c.next_run).where(
+                        t.c.id.in_([r.job_id for r in runs])
+                    )
                 )
-                return "gave_up"
-            self._write(
-                conn, row.id, next_run=_naive(now + timedelta(seconds=retry_in + lease)), **counts
+            }
+            ours = [r for r in runs if r.job_id in held and held[r.job_id].token == r.token]
+            now = self.now(conn)
+            short = [
+                r for r in ours if aware(held[r.job_id].next_run) - now < timedelta(seconds=keep)
+            ]
+            if not short:
+                return ours
+            pairs = tuple_(t.c.id, t.c.token).in_([(r.job_id, r.token) for r in short])
+            lease_end = naive(now + timedelta(seconds=self.policy.lease))
+            conn.execute(update(t).where(pairs).values(next_run=lease_end))
+            renewed = set(conn.execute(select(t.c.id).where(pairs)).scalars())
+            conn.commit()
+        lost = {r.job_id for r in short} - renewed
+        return [r for r in ours if r.job_id not in lost]
+
+    @rerun_transient
+    def settle(self, attempts: list[Attempt]) -> list[Outcome]:
+        """Apply the answers of a task's POSTs (runs.on_answer) in one transaction: the rows
+        are locked, and only those still carrying the runs' tokens change."""
+        if not attempts:
+            return []
+        t = self.table
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                select(t).where(t.c.id.in_([a.run.job_id for a in attempts])).with_for_update()
             )
-            return "retry"
+            jobs = {row.id: Job.from_mapping(row._mapping) for row in rows}
+            now = self.now(conn)
+            changes = [
+                protocol.on_answer(jobs.get(a.run.job_id), a, now, self.policy) for a in attempts
+            ]
+            self._apply(
+                conn,
+                [
+                    (a.run.job_id, c)
+                    for a, c in zip(attempts, changes, strict=True)
+                    if c.outcome is not Outcome.STALE
+                ],
+            )
+        return [c.outcome for c in changes]
+
+    def _apply(self, conn: Connection, changes: list[tuple[int, Change]]) -> None:
+        """Write the changes: one DELETE for the rows to delete, and one UPDATE for each set
+        of columns the others change."""
+        t = self.table
+        gone = [job_id for job_id, change in changes if change.delete]
+        if gone:
+            conn.execute(delete(t).where(t.c.id.in_(gone)))
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for job_id, change in changes:
+            if change.values and not change.delete:
+                values = {
+                    k: naive(v) if isinstance(v, datetime) else v for k, v in change.values.items()
+                }
+                by_columns[tuple(sorted(values))].append({"id": job_id, **values})
+        for columns, rows in by_columns.items():
+            self._update_rows(conn, list(columns), rows)
+
+    def _update_rows(
+        self, conn: Connection, columns: list[str], rows: list[dict[str, Any]]
+    ) -> None:
+        """Set `columns` of each row (by id), in one statement. On MariaDB and MySQL the rows
+        travel as one JSON document joined with JSON_TABLE (mysqlclient would send one UPDATE
+        per row); elsewhere one executemany (PostgreSQL's driver pipelines it; SQLite is local)."""
+        t = self.table
+        if self._json_table():
+            names = ["id", *columns]
+            document = json.dumps([[row[n] for n in names] for row in rows], default=_json_datetime)
+            source = self._json_rows(document, names).subquery("changes")
+            conn.execute(
+                update(t)
+                .where(t.c.id == source.c.id)
+                .values({t.c[name]: source.c[name] for name in columns})
+            )
+            return
+        conn.execute(
+            update(t)
+            .where(t.c.id == bindparam("row_id"))
+            .values({c: bindparam(c) for c in columns}),
+            [{"row_id": row["id"], **{c: row[c] for c in columns}} for row in rows],
+        )
 
 
 SCHEDULE_COLUMNS = (
@@ -652,51 +529,12 @@ SCHEDULE_COLUMNS = (
 )
 
 
-def _row(spec: JobSpec, now: datetime) -> dict[str, Any]:
-    """The columns a PUT writes for spec, at now."""
-    first = _naive(spec.first_sched(now))
-    sched = spec.schedule
-    repeat = None
-    if sched.repeat:
-        repeat = (
-            f"R{sched.repeat.count or ''}/{sched.repeat.start.isoformat()}/{sched.repeat.period}"
-        )
-    return {
-        "job_key": job_key(spec.path, spec.body),
-        "path": spec.path,
-        "body": spec.body,
-        "interval": str(sched.interval) if sched.interval else None,
-        "cron": sched.cron,
-        "repeat": repeat,
-        "location": sched.location.key,
-        "one_off": sched.one_off,
-        "enabled": True,
-        "next_sched": first,
-        "triggered_at": None,
-        "next_run": first,
-        "created_at": _naive(now),
-        "success_count": 0,
-        "error_count": 0,
-    }
-
-
 def _json_datetime(value: datetime) -> str:
     """A datetime as JSON_TABLE reads it back into a DATETIME column (json.dumps' default hook;
     JSON true and false become the BOOL columns' 1 and 0 on the server)."""
     if isinstance(value, datetime):
         return value.isoformat(sep=" ")
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def _schedule_of(job: Any) -> Schedule:
-    """The Schedule of a Job or a row with the schedule columns."""
-    return Schedule(
-        interval=schedules.parse_duration(job.interval) if job.interval else None,
-        cron=job.cron,
-        repeat=schedules.parse_repeat(job.repeat) if job.repeat else None,
-        location=ZoneInfo(job.location),
-        one_off=bool(job.one_off),
-    )
 
 
 def _if_running(t: Table, value: Any) -> Any:
@@ -711,10 +549,4 @@ def _int(condition: Any) -> Any:
 @lru_cache(maxsize=8)
 def store_for(settings: Settings) -> Store:
     """The process's Store for these settings (one engine and pool per process)."""
-    return Store(
-        make_engine(settings.database_url),
-        settings.table,
-        fixed_intervals=settings.fixed_intervals,
-        epsilon=settings.epsilon,
-        retry_stop_after=settings.retry_stop_after,
-    )
+    return Store(make_engine(settings.database_url), settings.table, Policy.from_settings(settings))

@@ -1,35 +1,26 @@
-"""The http_callback task: POST the job's body to its endpoint and record the outcome."""
+"""The callback tasks: POST each run's body to its endpoint, all of a task's runs at once, and
+record the outcomes. `http_callback` carries one run, `http_callbacks` many (messages.py)."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
-import requests
 from celery import Task, shared_task
 from celery.signals import worker_process_init
 
-from celery_dalga import schedules
+from celery_dalga import http
 from celery_dalga.config import Settings, settings_for
-from celery_dalga.store import Run, store_for
+from celery_dalga.jobs import Run
+from celery_dalga.messages import BATCH_TASK_NAME, TASK_NAME, runs_of
+from celery_dalga.runs import Attempt, Outcome
+from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
-_local = threading.local()
 
 LEASE_SPARE = 5.0  # seconds of lease left over after a POST that takes the whole timeout
-
-
-class CallbackFailed(Exception):
-    """The endpoint did not answer 200 or 204 (or could not be reached)."""
-
-
-def _session() -> requests.Session:
-    if not hasattr(_local, "session"):
-        _local.session = requests.Session()
-    return _local.session
 
 
 def callback_url(base_url: str, path: str) -> str:
@@ -37,26 +28,76 @@ def callback_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
-def post(settings: Settings, run: Run) -> tuple[int | None, str]:
-    """POST the body; return (status code or None, error text)."""
-    headers = {
-        "Content-Type": "text/plain; charset=utf-8",
-        "Dalga-Sched": run.sched.isoformat().replace("+00:00", "Z"),
-        "Idempotency-Key": run.idempotency_key,
-    }
-    try:
-        response = _session().post(
-            callback_url(settings.base_url, run.path),
-            data=run.body.encode(),
-            headers=headers,
-            timeout=settings.callback_timeout,
-        )
-    except requests.RequestException as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    return response.status_code, f"HTTP {response.status_code}"
+def callback_post(settings: Settings, run: Run) -> http.Post:
+    """The POST of a run: its body, Dalga-Sched (the instant it serves) and Idempotency-Key."""
+    return http.Post(
+        callback_url(settings.base_url, run.path),
+        run.body.encode(),
+        (
+            "Content-Type: text/plain; charset=utf-8",
+            "Dalga-Sched: " + run.sched.isoformat().replace("+00:00", "Z"),
+            "Idempotency-Key: " + run.idempotency_key,
+        ),
+    )
 
 
-@shared_task(bind=True, name="celery_dalga.http_callback", ignore_result=True, max_retries=None)
+def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
+    """Deliver runs: drop those whose rows no longer carry their tokens (one read), POST the
+    others concurrently, and settle all the answers in one transaction."""
+    store = store_for(settings)
+    ours = store.fence(runs, keep=settings.callback_timeout + LEASE_SPARE)
+    held = {run.job_id for run in ours}
+    for run in runs:
+        if run.job_id not in held:
+            log.info("dropped stale delivery path=%s sched=%s", run.path, run.sched.isoformat())
+    client = http.client(settings.callback_concurrency)
+    answers = client.post_all([callback_post(settings, r) for r in ours], settings.callback_timeout)
+    attempts = [
+        Attempt(run, a.status, a.error, a.seconds) for run, a in zip(ours, answers, strict=True)
+    ]
+    outcomes = store.settle(attempts)
+    for attempt, outcome in zip(attempts, outcomes, strict=True):
+        _log_attempt(attempt, outcome)
+    return [Outcome.STALE] * (len(runs) - len(ours)) + outcomes
+
+
+def _log_attempt(attempt: Attempt, outcome: Outcome) -> None:
+    run = attempt.run
+    if attempt.delivered:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "callback %s path=%s body=%.200r sched=%s outcome=%s",
+                attempt.status,
+                run.path,
+                run.body,
+                run.sched.isoformat(),
+                outcome,
+            )
+        return
+    log.warning(
+        "callback failed path=%s sched=%s error=%s outcome=%s",
+        run.path,
+        run.sched.isoformat(),
+        attempt.error,
+        outcome,
+    )
+
+
+@shared_task(bind=True, name=BATCH_TASK_NAME, ignore_result=True)
+def http_callbacks(self: Task, token: str, runs: list[list[Any]]) -> dict[str, int]:
+    """Deliver the runs of one claim; returns how many ended which way."""
+    delivered = runs_of(BATCH_TASK_NAME, {"token": token, "runs": runs})
+    counts = Counter(str(o) for o in deliver(settings_for(self.app), delivered))
+    log.info(
+        "delivered %d runs %s, first path=%s",
+        len(delivered),
+        dict(counts),
+        delivered[0].path if delivered else None,
+    )
+    return dict(counts)
+
+
+@shared_task(bind=True, name=TASK_NAME, ignore_result=True)
 def http_callback(
     self: Task,
     path: str,
@@ -67,45 +108,15 @@ def http_callback(
     token: str,
     manual: bool = False,
 ) -> str:
-    """Deliver one run. 200: done; 204: done, delete the job; else retry with backoff."""
-    settings = settings_for(self.app)
-    store = store_for(settings)
+    """Deliver one run (a task of one run, or a message queued by an earlier version)."""
     run = Run(job_id, key, path, body, datetime.fromisoformat(sched), token, manual)
-    if not store.begin(run, settings.lease, keep=settings.callback_timeout + LEASE_SPARE):
-        log.info("dropped stale delivery path=%s body=%s sched=%s", path, body, sched)
-        return "stale"
-    started = time.monotonic()
-    status, error = post(settings, run)
-    duration = time.monotonic() - started
-    if status in (200, 204):
-        outcome = store.complete(run, delete_job=status == 204, duration=duration)
-        log.info(
-            "callback %s path=%s body=%s sched=%s outcome=%s", status, path, body, sched, outcome
-        )
-        return outcome
-    delay = schedules.retry_delay(
-        self.request.retries,
-        settings.retry_interval,
-        settings.retry_multiplier,
-        settings.retry_max_interval,
-        settings.retry_jitter,
-    )
-    verdict = store.fail(run, error, retry_in=delay, lease=settings.lease)
-    log.warning(
-        "callback failed path=%s body=%s sched=%s error=%s attempt=%d next=%s",
-        path,
-        body,
-        sched,
-        error,
-        self.request.retries + 1,
-        f"retry in {delay:.1f}s" if verdict == "retry" else verdict,
-    )
-    if verdict != "retry":
-        return verdict
-    raise self.retry(exc=CallbackFailed(error), countdown=delay)
+    (outcome,) = deliver(settings_for(self.app), [run])
+    log.info("callback path=%s sched=%s outcome=%s", path, sched, outcome)
+    return str(outcome)
 
 
 @worker_process_init.connect(weak=False)
 def _reset_after_fork(**_: Any) -> None:
-    """A forked pool child must not reuse the parent's database connections."""
+    """A forked pool child must not reuse the parent's database connections or sockets."""
     store_for.cache_clear()
+    http.forget_clients()

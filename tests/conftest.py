@@ -150,6 +150,8 @@ def endpoint() -> Iterator[Endpoint]:
     recorder = Endpoint()
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as callbacks use it
+
         def do_POST(self) -> None:  # noqa: N802
             path = self.path.lstrip("/")
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
@@ -185,8 +187,11 @@ def endpoint() -> Iterator[Endpoint]:
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    server = Server(("127.0.0.1", 0), Handler)
     recorder.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -40,13 +40,13 @@ def test_put_many_writes_what_put_writes(any_db_url, make_store, params):
     assert store.put_many([parse_spec("many", body, params) for body in bodies]) == len(bodies)
     for body in bodies:
         one, many = asdict(store.get("one", body)), asdict(store.get("many", body))
-        assert {**one, "id": 0, "path": ""} == {**many, "id": 0, "path": ""}
+        assert {**one, "id": 0, "key": "", "path": ""} == {**many, "id": 0, "key": "", "path": ""}
 
 
 def test_put_many_upserts_and_keeps_a_running_lease(store):
     first = [parse_spec("feeds", str(i), {"interval": "60", "immediate": "1"}) for i in range(5)]
     assert store.put_many(first) == 5
-    running = store.claim(1, lease=30)[0]
+    running = store.claim(1)[0]
     again = [parse_spec("feeds", str(i), {"interval": "PT5M"}) for i in range(5)]
     store.put_many(again)
     jobs = {j.body: j for j in store.list()}

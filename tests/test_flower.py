@@ -1,6 +1,8 @@
 """Beat's batched messages are ordinary Celery tasks: a real worker runs them and a real
-Flower shows them with their path, body and scheduled time."""
+Flower shows them: a task of many runs with its count and first runs, a task of one run with
+its path, body and scheduled time."""
 
+import ast
 import time
 import uuid
 
@@ -70,19 +72,27 @@ def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpo
             start(celery("beat", "-S", "celery_dalga.Scheduler"), env, tmp_path, "beat.log")
         )
         endpoint.wait_for("flower/feed", 120, timeout=60)
+        store.put(parse_spec("flower/lone", "1", {"one-off": "1", "immediate": "1"}))
+        endpoint.wait_for("flower/lone", 1, timeout=30)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
             done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
-            if len(done) >= 120:
+            batches = [t for t in done if t["name"] == "celery_dalga.http_callbacks"]
+            singles = [t for t in done if t["name"] == "celery_dalga.http_callback"]
+            carried = sum(ast.literal_eval(t["kwargs"])["runs"] for t in batches)
+            if carried + len(singles) >= 121:
                 break
             time.sleep(1)
     finally:
         for proc in procs:
             stop(proc)
         store.drop_table()
-    assert len(done) == 120, f"{len(done)} successful tasks in Flower"
-    assert {t["name"] for t in done} == {"celery_dalga.http_callback"}
-    shown = " ".join(t["kwargs"] for t in done)
-    assert "'path': 'flower/feed'" in shown and "'body': '7'" in shown and "'sched':" in shown
+    assert carried + len(singles) == 121, f"{carried} + {len(singles)} runs shown in Flower"
+    assert 1 < len(batches) < 120
+    first = ast.literal_eval(batches[0]["kwargs"])
+    assert first["first"][0].startswith("flower/feed ") and "sched" in first
+    assert sum(ast.literal_eval(t["result"])["deleted"] for t in batches) == carried
+    lone = [t for t in singles if "'path': 'flower/lone'" in t["kwargs"]]
+    assert len(lone) == 1 and "'body': '1'" in lone[0]["kwargs"] and "'sched':" in lone[0]["kwargs"]
     assert all(t["uuid"].startswith("dalga-") for t in done)

@@ -4,6 +4,7 @@ delivers real callbacks through a real worker (Redis and RabbitMQ)."""
 import base64
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from celery_dalga import messages
-from celery_dalga.store import Run
+from celery_dalga.jobs import Run, job_key
 
 
 def runs(count: int) -> list[Run]:
@@ -52,8 +53,9 @@ def test_pipelined_messages_are_the_ones_kombu_writes(redis_app):
     app, queue = redis_app
     with app.producer_or_acquire() as producer:
         assert messages.pipelined(app, producer, queue)
-    messages.publish(app, queue, runs(3))
-    ours = popped(app, queue, 3)
+    tasks = [messages.run_task(run) for run in runs(3)] + [messages.batch_task(runs(5), 0)]
+    messages.publish(app, queue, tasks)
+    ours = popped(app, queue, 4)
 
     seen = []
 
@@ -62,26 +64,56 @@ def test_pipelined_messages_are_the_ones_kombu_writes(redis_app):
 
     signals.before_task_publish.connect(hook)  # a receiver sends the batch through kombu
     try:
-        messages.publish(app, queue, runs(3))
+        messages.publish(app, queue, tasks)
     finally:
         signals.before_task_publish.disconnect(hook)
-    kombus = popped(app, queue, 3)
-    assert len(seen) == 3
+    kombus = popped(app, queue, 4)
+    assert len(seen) == 4
 
     tags = [m["properties"]["delivery_tag"] for m in ours]
-    assert len(set(tags)) == 3 and all(uuid.UUID(tag).version == 4 for tag in tags)
+    assert len(set(tags)) == 4 and all(uuid.UUID(tag).version == 4 for tag in tags)
     for mine, theirs in zip(ours, kombus, strict=True):
         assert mine["properties"].pop("delivery_tag") != theirs["properties"].pop("delivery_tag")
         mine_body = json.loads(base64.b64decode(mine.pop("body")))
         assert mine_body == json.loads(base64.b64decode(theirs.pop("body")))
         assert mine == theirs
     assert ours[2]["headers"]["kwargsrepr"].endswith("'trigger': '2026-11-23T12:00:00+00:00'}")
+    assert ours[3]["headers"]["task"] == "celery_dalga.http_callbacks"
+    assert ours[3]["headers"]["kwargsrepr"].startswith("{'runs': 5, 'first': ['feeds/0")
+
+
+def test_a_batch_task_carries_its_runs_whole():
+    batch = [replace(run, key=job_key(run.path, run.body)) for run in runs(5)]
+    task = messages.batch_task(batch, 3)
+    assert task.id == f"dalga-{'t' * 32}-3"
+    assert messages.runs_of(task.name, json.loads(json.dumps(task.kwargs))) == batch
+    single = messages.run_task(batch[0])
+    assert messages.runs_of(single.name, json.loads(json.dumps(single.kwargs))) == batch[:1]
+
+
+@pytest.mark.parametrize(
+    ("count", "per_task", "sizes"),
+    [
+        (0, 100, []),
+        (1, 100, [1]),
+        (8, 100, [1] * 8),  # light load: a task per run
+        (12, 100, [2, 2, 2, 2, 1, 1, 1, 1]),
+        (500, 100, [63, 63, 63, 63, 62, 62, 62, 62]),
+        (1000, 50, [50] * 20),
+        (1001, 50, [48] * 14 + [47] * 7),
+    ],
+)
+def test_split_spreads_a_batch_over_tasks_of_at_most_runs_per_task(count, per_task, sizes):
+    batch = runs(count)
+    groups = messages.split(batch, per_task)
+    assert [len(g) for g in groups] == sizes
+    assert [run for group in groups for run in group] == batch
 
 
 def test_a_batch_larger_than_one_lpush_arrives_whole_and_in_order(redis_app, monkeypatch):
     app, queue = redis_app
     monkeypatch.setattr(messages, "LPUSH_BYTES", 5000)  # an envelope is about 1.5 kB
-    messages.publish(app, queue, runs(20))
+    messages.publish(app, queue, [messages.run_task(run) for run in runs(20)])
     ids = [m["headers"]["id"] for m in popped(app, queue, 20)]
     assert ids == [run.task_id for run in runs(20)]
 

@@ -5,12 +5,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from celery_dalga.runs import RETRY_WAIT, Attempt, Outcome, Policy
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import Store
 
 
 def spec(path="feeds", body="1", **params):
     return parse_spec(path, body, {k.replace("_", "-"): v for k, v in params.items()})
+
+
+def answer(store, run, status, duration=0.0):
+    """Settle one run with this answer (None: no answer came)."""
+    error = f"HTTP {status}" if status else "curl error 7: refused"
+    return store.settle([Attempt(run, status, error, duration)])[0]
 
 
 class Clock:
@@ -28,7 +35,7 @@ class Clock:
 
 @pytest.fixture
 def store(any_db_url, make_store) -> Store:
-    return make_store(any_db_url)
+    return make_store(any_db_url, policy=Policy(lease=30))
 
 
 @pytest.fixture
@@ -41,6 +48,23 @@ def test_create_table_is_idempotent(store):
     store.create_table()
     store.create_table()
     assert store.list() == []
+
+
+def test_create_table_adds_the_columns_a_table_of_an_earlier_version_lacks(store):
+    with store.engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {store.table.name} DROP COLUMN attempts"))
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                f"INSERT INTO {store.table.name} (job_key, path, body, location, one_off, enabled,"
+                " success_count, error_count) VALUES ('k', 'p', 'b', 'UTC', :no, :yes, 0, 0)"
+            ),
+            {"no": False, "yes": True},
+        )
+    store.create_table()
+    assert store.get("p", "b") is None  # the key is a hash; the row is there all the same
+    assert [job.attempts for job in store.list()] == [0]
+    assert store.put(spec(interval="60")).attempts == 0
 
 
 def test_database_clock_is_used_when_no_clock_is_set(store):
@@ -131,13 +155,13 @@ def test_claim_takes_due_rows_in_order_with_one_token_and_a_lease(store, clock):
     store.put(spec(body="later", interval="5", immediate="true"))
     store.put(spec(body="future", interval="60"))
     clock.advance(1)
-    runs = store.claim(10, lease=30)
+    runs = store.claim(10)
     assert [r.body for r in runs] == ["late", "later"]
     assert len({r.token for r in runs}) == 1
     assert store.get("feeds", "late").next_run == clock.now + timedelta(seconds=30)
-    assert store.claim(10, lease=30) == []
+    assert store.claim(10) == []
     clock.advance(31)
-    again = store.claim(10, lease=30)
+    again = store.claim(10)
     assert {r.body for r in again} == {"late", "later"}
     assert again[0].token != runs[0].token
     assert {r.sched for r in again} == {r.sched for r in runs}
@@ -147,38 +171,50 @@ def test_claim_takes_due_rows_in_order_with_one_token_and_a_lease(store, clock):
 def test_claim_respects_the_batch_limit(store, clock):
     for i in range(5):
         store.put(spec(body=str(i), one_off="1", immediate="1"))
-    assert len(store.claim(3, lease=30)) == 3
-    assert len(store.claim(3, lease=30)) == 2
+    assert len(store.claim(3)) == 3
+    assert len(store.claim(3)) == 2
 
 
-def test_stale_token_is_fenced_out(store, clock):
+def test_stale_token_is_fenced_out(any_db_url, make_store):
+    store = make_store(any_db_url, policy=Policy(lease=5))
+    store.clock = clock = Clock()
     store.put(spec(interval="10", immediate="true"))
-    old = store.claim(10, lease=5)[0]
+    old = store.claim(10)[0]
     clock.advance(6)
-    new = store.claim(10, lease=5)[0]
-    assert store.begin(old, lease=5, keep=1) is False
-    assert store.complete(old, delete_job=False, duration=0.1) == "stale"
-    assert store.fail(old, "x", retry_in=1, lease=5) == "stale"
-    assert store.begin(new, lease=5, keep=1) is True
+    new = store.claim(10)[0]
+    assert store.fence([old], keep=1) == []
+    assert answer(store, old, 200) is Outcome.STALE
+    assert answer(store, old, 500) is Outcome.STALE
+    assert store.fence([old, new], keep=1) == [new]
 
 
 def test_fence_reads_while_the_lease_has_room_and_renews_it_when_short(store, clock):
-    store.put(spec(interval="10", immediate="true"))
-    run = store.claim(10, lease=30)[0]
+    for body in ("1", "2"):
+        store.put(spec(body=body, interval="10", immediate="true"))
+    runs = store.claim(10)
     lease_end = clock.now + timedelta(seconds=30)
     clock.advance(5)
-    assert store.begin(run, lease=30, keep=15) is True
+    assert store.fence(runs, keep=15) == runs
     assert store.get("feeds", "1").next_run == lease_end
     clock.advance(11)
-    assert store.begin(run, lease=30, keep=15) is True
+    assert store.fence(runs, keep=15) == runs
     assert store.get("feeds", "1").next_run == clock.now + timedelta(seconds=30)
+    assert store.get("feeds", "2").next_run == clock.now + timedelta(seconds=30)
+
+
+def test_a_run_whose_row_changes_token_during_renewal_is_not_ours(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    run = store.claim(10)[0]
+    clock.advance(20)
+    store.delete("feeds", "1")
+    assert store.fence([run], keep=15) == []
 
 
 def test_completion_sets_next_run_and_counts(store, clock):
     store.put(spec(interval="10", immediate="true"))
-    run = store.claim(10, lease=30)[0]
+    run = store.claim(10)[0]
     clock.advance(2)
-    assert store.complete(run, delete_job=False, duration=0.25) == "done"
+    assert answer(store, run, 200, duration=0.25) is Outcome.DONE
     job = store.get("feeds", "1")
     assert not job.running and job.success_count == 1 and job.last_duration == 0.25
     assert job.next_run == job.next_sched == clock.now + timedelta(seconds=10)
@@ -187,40 +223,103 @@ def test_completion_sets_next_run_and_counts(store, clock):
 def test_one_off_and_204_delete(store, clock):
     store.put(spec(body="once", one_off="true", immediate="true"))
     store.put(spec(body="gone", interval="10", immediate="true"))
-    runs = {r.body: r for r in store.claim(10, lease=30)}
-    assert store.complete(runs["once"], delete_job=False, duration=0) == "deleted"
-    assert store.complete(runs["gone"], delete_job=True, duration=0) == "deleted"
+    runs = {r.body: r for r in store.claim(10)}
+    assert answer(store, runs["once"], 200) is Outcome.DELETED
+    assert answer(store, runs["gone"], 204) is Outcome.DELETED
     assert store.list() == []
 
 
-def test_failure_extends_the_lease_and_gives_up_after_retry_stop_after(any_db_url, make_store):
-    store = make_store(any_db_url, retry_stop_after=60)
+def test_one_task_settles_200_204_500_and_no_answer_in_one_transaction(store, clock):
+    for body in ("ok", "gone", "error", "timeout", "stale"):
+        store.put(spec(body=body, interval="10", immediate="true"))
+    runs = {r.body: r for r in store.claim(10)}
+    stale = runs["stale"]
+    clock.advance(1)
+    store.delete("feeds", "stale")
+    statements = []
+    listen = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    from sqlalchemy import event
+
+    event.listen(store.engine, "before_cursor_execute", listen)
+    outcomes = store.settle(
+        [
+            Attempt(runs["ok"], 200, "HTTP 200", 0.1),
+            Attempt(runs["gone"], 204, "HTTP 204", 0.1),
+            Attempt(runs["error"], 500, "HTTP 500", 0.1),
+            Attempt(runs["timeout"], None, "curl error 28: timed out", 2.0),
+            Attempt(stale, 200, "HTTP 200", 0.1),
+        ]
+    )
+    event.remove(store.engine, "before_cursor_execute", listen)
+    assert outcomes == [Outcome.DONE, Outcome.DELETED, Outcome.RETRY, Outcome.RETRY, Outcome.STALE]
+    writes = [s for s in statements if s.lstrip().upper().startswith(("UPDATE", "DELETE"))]
+    assert len(writes) <= 3  # one DELETE, one UPDATE per set of columns written
+    assert store.get("feeds", "ok").next_run == clock.now + timedelta(seconds=10)
+    assert store.get("feeds", "gone") is None
+    for body, error in (("error", "HTTP 500"), ("timeout", "curl error 28: timed out")):
+        job = store.get("feeds", body)
+        assert (job.token, job.attempts, job.last_error) == (RETRY_WAIT, 1, error)
+        assert job.next_run == clock.now + timedelta(seconds=1)
+
+
+def test_failure_waits_out_the_backoff_then_runs_again_with_the_same_instant(
+    any_db_url, make_store
+):
+    store = make_store(any_db_url, policy=Policy(lease=30, retry_stop_after=60))
     store.clock = clock = Clock()
     store.put(spec(interval="10", immediate="true"))
-    run = store.claim(10, lease=30)[0]
-    assert store.fail(run, "HTTP 500", retry_in=4, lease=30) == "retry"
+    run = store.claim(10)[0]
+    assert answer(store, run, 500) is Outcome.RETRY
     job = store.get("feeds", "1")
-    assert job.next_run == clock.now + timedelta(seconds=34)
-    assert (job.error_count, job.last_error, job.next_sched) == (1, "HTTP 500", run.sched)
+    assert job.next_run == clock.now + timedelta(seconds=1)
+    assert (job.error_count, job.last_error, job.next_sched, job.attempts) == (
+        1,
+        "HTTP 500",
+        run.sched,
+        1,
+    )
+    assert store.claim(10) == [] and store.fence([run], keep=1) == []
+    clock.advance(1)
+    again = store.claim(10)[0]
+    assert again.sched == run.sched and again.idempotency_key == run.idempotency_key
+    assert answer(store, again, 500) is Outcome.RETRY
+    assert store.get("feeds", "1").next_run == clock.now + timedelta(seconds=2)
     clock.advance(61)
-    assert store.fail(run, "HTTP 503", retry_in=8, lease=30) == "gave_up"
+    third = store.claim(10)[0]
+    assert answer(store, third, 503) is Outcome.GAVE_UP
     job = store.get("feeds", "1")
-    assert (job.enabled, job.next_run, job.running, job.last_error) == (
+    assert (job.enabled, job.next_run, job.running, job.last_error, job.attempts) == (
         False,
         None,
         False,
         "HTTP 503",
+        0,
     )
+
+
+def test_the_backoff_goes_on_when_a_run_comes_back_after_its_lease(store, clock):
+    store.put(spec(interval="10", immediate="true"))
+    for attempt in range(3):
+        run = store.claim(10)[0]
+        assert answer(store, run, 500) is Outcome.RETRY
+        clock.advance(2**attempt)
+    lost = store.claim(10)[0]  # its worker dies: no answer is ever recorded
+    clock.advance(30)
+    back = store.claim(10)[0]
+    assert back.sched == lost.sched and back.token != lost.token
+    assert answer(store, back, 500) is Outcome.RETRY
+    assert store.get("feeds", "1").next_run == clock.now + timedelta(seconds=8)
+    assert store.get("feeds", "1").attempts == 4
 
 
 def test_put_during_a_run_keeps_the_lease_and_the_run_applies_the_new_schedule(store, clock):
     store.put(spec(interval="10", immediate="true"))
-    run = store.claim(10, lease=30)[0]
+    run = store.claim(10)[0]
     clock.advance(1)
     job = store.put(spec(interval="100", immediate="true"))
     assert job.running and job.next_run == clock.now + timedelta(seconds=29)
-    assert store.claim(10, lease=30) == []
-    store.complete(run, delete_job=False, duration=0)
+    assert store.claim(10) == []
+    answer(store, run, 200)
     job = store.get("feeds", "1")
     assert job.next_sched == job.next_run == clock.now
 
@@ -228,9 +327,9 @@ def test_put_during_a_run_keeps_the_lease_and_the_run_applies_the_new_schedule(s
 def test_trigger_runs_once_without_changing_the_schedule(store, clock):
     scheduled = store.put(spec(interval="3600")).next_sched
     store.trigger("feeds", "1")
-    run = store.claim(10, lease=30)[0]
+    run = store.claim(10)[0]
     assert run.manual and run.sched == clock.now
-    store.complete(run, delete_job=False, duration=0)
+    answer(store, run, 200)
     job = store.get("feeds", "1")
     assert job.next_sched == job.next_run == scheduled and job.triggered_at is None
     assert store.trigger("feeds", "missing") is None
@@ -241,26 +340,26 @@ def test_disable_and_enable(store, clock):
     job = store.set_enabled("feeds", "1", enabled=False)
     assert not job.enabled and job.next_run is None
     clock.advance(600)
-    assert store.claim(10, lease=30) == []
+    assert store.claim(10) == []
     job = store.set_enabled("feeds", "1", enabled=True)
     assert job.enabled and job.next_run == clock.now + timedelta(seconds=60)
 
 
 def test_disable_during_a_run_stops_its_retries(store, clock):
     store.put(spec(interval="60", immediate="true"))
-    run = store.claim(10, lease=30)[0]
+    run = store.claim(10)[0]
     store.set_enabled("feeds", "1", enabled=False)
-    assert store.fail(run, "HTTP 500", retry_in=1, lease=30) == "stopped"
+    assert answer(store, run, 500) is Outcome.STOPPED
     assert store.get("feeds", "1").next_run is None
 
 
 def test_epsilon_skips_a_run_missed_by_too_much(any_db_url, make_store):
-    store = make_store(any_db_url, epsilon=30)
+    store = make_store(any_db_url, policy=Policy(epsilon=30))
     store.clock = clock = Clock()
     store.put(spec(body="periodic", interval="60"))
     store.put(spec(body="once", one_off="1", interval="60"))
     clock.advance(60 + 31)
-    runs = store.claim(10, lease=30)
+    runs = store.claim(10)
     assert [r.body for r in runs] == ["once"]
     assert store.get("feeds", "periodic").next_sched == clock.now + timedelta(seconds=60)
 
@@ -279,7 +378,7 @@ def test_status_counts(store, clock):
         1,
     )
     assert status["lag"] == 5.0
-    store.claim(1, lease=30)
+    store.claim(1)
     status = store.status()
     assert (status["pending"], status["running"]) == (1, 1)
 
@@ -327,7 +426,7 @@ def test_claim_locks_with_skip_locked(request, make_store, server):
         "before_cursor_execute",
         lambda conn, cursor, statement, *rest: statements.append(statement),
     )
-    assert len(store.claim(10, lease=30)) == 1
+    assert len(store.claim(10)) == 1
     claim = next(s for s in statements if "next_run <=" in s and s.lstrip().startswith("SELECT"))
     assert claim.rstrip().endswith("FOR UPDATE SKIP LOCKED")
 

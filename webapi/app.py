@@ -11,8 +11,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from celery_dalga.config import Settings
+from celery_dalga.jobs import Job
 from celery_dalga.spec import InvalidParameter, check_key, parse_spec
-from celery_dalga.store import Job, Store, store_for
+from celery_dalga.store import Store, store_for
 from celery_dalga.values import parse_bool
 from webapi.openapi import openapi_spec
 

@@ -26,6 +26,7 @@ from celery_dalga.store import Store, store_for
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 DISPATCHED = re.compile(r"dispatched (\d+) runs")
+BATCHED = re.compile(r"dispatched (\d+) runs in (\d+) tasks")
 
 
 @dataclass
@@ -39,14 +40,16 @@ class Attempt:
 
 
 class Endpoint:
-    """A callback endpoint on 127.0.0.1 recording every attempt. It can sleep, answer 503,
-    or go down entirely (connections refused) and come back on the same port."""
+    """A callback endpoint on 127.0.0.1 (HTTP/1.1, kept alive) recording every attempt. It can
+    sleep, answer 503, follow a plan of (status, sleep) answers per (path, body), or go down
+    entirely (connections refused) and come back on the same port."""
 
     def __init__(self) -> None:
         self.attempts: list[Attempt] = []
         self.lock = threading.Lock()
         self.sleep = 0.0
         self.status = 200
+        self.plan: dict[tuple[str, str], list[tuple[int, float]]] = {}
         self.in_flight: Counter = Counter()
         self.max_in_flight = 0
         self.port = free_port()
@@ -61,13 +64,16 @@ class Endpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 job = (self.path, body)
                 with endpoint.lock:
                     endpoint.in_flight[job] += 1
                     endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight[job])
-                    status, pause = endpoint.status, endpoint.sleep
+                    planned = endpoint.plan.get((self.path.lstrip("/"), body))
+                    status, pause = planned.pop(0) if planned else (endpoint.status, endpoint.sleep)
                     endpoint.attempts.append(
                         Attempt(
                             self.path.lstrip("/"),
@@ -94,8 +100,11 @@ class Endpoint:
         return Handler
 
     def up(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 128
+
+        self.server = Server(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def down(self) -> None:
@@ -168,6 +177,15 @@ class Cluster:
             counts[log.name.split(".")[0]] += sum(int(n) for n in DISPATCHED.findall(text))
         return dict(sorted(counts.items()))
 
+    def most_runs_per_task(self) -> float:
+        """The largest average of runs per task in one of the beats' claims."""
+        ratios = [
+            int(runs) / int(tasks)
+            for log in self.tmp.glob("beat*.log")
+            for runs, tasks in BATCHED.findall(log.read_text(errors="replace"))
+        ]
+        return max(ratios, default=0.0)
+
     def tracebacks(self) -> list[str]:
         """Tracebacks in any process log (a fault handled by design leaves none)."""
         found = []
@@ -189,15 +207,22 @@ class Workload:
 
 
 def load_workload(
-    store: Store, one_offs: int, intervals: int, every: int, seconds: float, lead: float = 12.0
+    store: Store,
+    one_offs: int,
+    intervals: int,
+    every: int,
+    seconds: float,
+    lead: float = 12.0,
+    clump: int = 1,
 ) -> Workload:
-    """Jobs whose first runs start `lead` seconds from now, so the processes are up by then."""
+    """Jobs whose first runs start `lead` seconds from now, so the processes are up by then;
+    the one-offs fall due `clump` at a time (so that beat sends them as tasks of many runs)."""
     now = store.now()
     start = now + timedelta(seconds=lead)
     end = start + timedelta(seconds=seconds)
     span = (end - start).total_seconds() - 5
     for i in range(one_offs):
-        first = start + timedelta(seconds=span * i / max(one_offs, 1))
+        first = start + timedelta(seconds=span * (i - i % clump) / max(one_offs, 1))
         store.put(parse_spec("once", str(i), {"one-off": "true", "first-run": first.isoformat()}))
     for i in range(intervals):
         first = start + timedelta(seconds=every * i / max(intervals, 1))

@@ -30,12 +30,13 @@ def run(
     one_offs: int = 2000,
     intervals: int = 200,
     seconds: float = SECONDS,
+    clump: int = 1,
     during=None,
 ):
     """Start workers, load the workload, start beats, apply `during`, settle."""
     for i in range(workers):
         cluster.start(f"worker{i}")
-    work = load_workload(cluster.store, one_offs, intervals, every=2, seconds=seconds)
+    work = load_workload(cluster.store, one_offs, intervals, every=2, seconds=seconds, clump=clump)
     for i in range(beats):
         cluster.start(f"beat{i}")
     if during is not None:
@@ -82,9 +83,18 @@ def test_3_workers_killed_mid_callback(make_cluster, endpoint):
         until = time.monotonic() + SECONDS - 15
         kills.append(random_kills(cluster, "worker", ["worker0", "worker1"], until, (5, 9)))
 
-    work = run(cluster, endpoint, one_offs=600, intervals=50, during=chaos)
+    work = run(cluster, endpoint, one_offs=600, intervals=50, clump=40, during=chaos)
     lease = cluster.settings.lease
-    result = figures("3 workers kill -9", cluster, endpoint, work, lease, kills=kills[0])
+    result = figures(
+        "3 workers kill -9",
+        cluster,
+        endpoint,
+        work,
+        lease,
+        kills=kills[0],
+        most_runs_per_task=cluster.most_runs_per_task(),
+    )
+    assert cluster.most_runs_per_task() >= 4  # killed workers held tasks of many runs
     assert result.lost == 0
     assert result.duplicate_keys_consistent
     assert result.max_lateness < lease + cluster.settings.callback_timeout + 10
@@ -356,3 +366,47 @@ class DedicatedMariaDB:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
+
+
+def test_9_batches_mixing_200_204_500_and_timeouts(make_cluster, endpoint):
+    """Tasks of many runs whose answers differ: each run gets what its answer asks for."""
+    cluster = make_cluster(callback_timeout=2.0, retry_interval=0.5, lease=20.0)
+    plan = {
+        0: [(200, 0.0)],
+        1: [(204, 0.0)],
+        2: [(500, 0.0), (500, 0.0), (200, 0.0)],
+        3: [(504, 2.2), (200, 0.0)],  # the first answer comes after the 2 s callback timeout
+    }
+    one_offs, intervals = 400, 60
+    for i in range(one_offs):
+        endpoint.plan["once", str(i)] = list(plan[i % 4])
+    for i in range(0, intervals, 3):  # these interval jobs end with their first answer
+        endpoint.plan["every", str(i)] = [(204, 0.0)]
+    work = run(cluster, endpoint, one_offs=one_offs, intervals=intervals, seconds=30, clump=80)
+    ended = {str(i) for i in range(0, intervals, 3)}
+    work.intervals -= ended
+    result = figures(
+        "9 mixed batch",
+        cluster,
+        endpoint,
+        work,
+        cluster.settings.lease,
+        most_runs_per_task=cluster.most_runs_per_task(),
+    )
+    assert cluster.most_runs_per_task() >= 8
+    assert result.lost == 0 and result.duplicated == 0
+    assert result.duplicate_keys_consistent and endpoint.max_in_flight == 1
+    attempts = defaultdict(list)
+    for a in endpoint.attempts:
+        attempts[(a.path, a.body)].append(a)
+    for i in range(one_offs):
+        tries = attempts[("once", str(i))]
+        assert [a.status for a in tries] == [status for status, _ in plan[i % 4]], tries
+        assert len({(a.sched, a.key) for a in tries}) == 1
+        gaps = [(b.received - a.received).total_seconds() for a, b in pairwise(tries)]
+        assert all(gap >= 0.5 for gap in gaps), gaps
+    for body in ended:
+        assert len(attempts[("every", body)]) == 1
+        assert cluster.store.get("every", body) is None
+    assert cluster.store.status()["total"] == len(work.intervals)
+    assert not cluster.tracebacks()

@@ -1,0 +1,158 @@
+"""What a job and a run are, and the one codec between a Schedule and the table's columns."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery_dalga import schedules
+from celery_dalga.schedules import Schedule
+from celery_dalga.spec import JobSpec
+
+
+def job_key(path: str, body: str) -> str:
+    """The unique key of a job: SHA-256 of (path, body)."""
+    return hashlib.sha256(f"{path}\0{body}".encode()).hexdigest()
+
+
+def naive(instant: datetime) -> datetime:
+    """An aware instant as the naive UTC value the table stores."""
+    return instant.astimezone(UTC).replace(tzinfo=None)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A stored (naive UTC) instant as an aware one."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def schedule_columns(schedule: Schedule) -> dict[str, Any]:
+    """The columns that store a schedule."""
+    repeat = schedule.repeat
+    return {
+        "interval": str(schedule.interval) if schedule.interval else None,
+        "cron": schedule.cron,
+        "repeat": (
+            f"R{repeat.count or ''}/{repeat.start.isoformat()}/{repeat.period}" if repeat else None
+        ),
+        "location": schedule.location.key,
+        "one_off": bool(schedule.one_off),
+    }
+
+
+def schedule_of(columns: Any) -> Schedule:
+    """The Schedule stored in an object with the schedule columns as attributes."""
+    return Schedule(
+        interval=schedules.parse_duration(columns.interval) if columns.interval else None,
+        cron=columns.cron,
+        repeat=schedules.parse_repeat(columns.repeat) if columns.repeat else None,
+        location=ZoneInfo(columns.location),
+        one_off=bool(columns.one_off),
+    )
+
+
+def new_job_columns(spec: JobSpec, first_sched: datetime, now: datetime) -> dict[str, Any]:
+    """The columns a PUT writes for spec, whose first run is first_sched."""
+    first = naive(first_sched)
+    return {
+        "job_key": job_key(spec.path, spec.body),
+        "path": spec.path,
+        "body": spec.body,
+        **schedule_columns(spec.schedule),
+        "enabled": True,
+        "next_sched": first,
+        "triggered_at": None,
+        "next_run": first,
+        "created_at": naive(now),
+        "success_count": 0,
+        "error_count": 0,
+        "attempts": 0,
+    }
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored; instants are aware UTC. `token` is set while a run holds the row."""
+
+    id: int
+    key: str
+    path: str
+    body: str
+    interval: str | None
+    cron: str | None
+    repeat: str | None
+    location: str
+    one_off: bool
+    enabled: bool
+    next_run: datetime | None
+    next_sched: datetime | None
+    triggered_at: datetime | None
+    token: str | None
+    attempts: int
+    success_count: int
+    error_count: int
+    last_success: datetime | None
+    last_attempt: datetime | None
+    last_error: str | None
+    last_duration: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.token is not None
+
+    @property
+    def schedule(self) -> Schedule:
+        return schedule_of(self)
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any]) -> Job:
+        """A Job from a row's mapping (all the table's columns)."""
+        return cls(
+            id=m["id"],
+            key=m["job_key"],
+            path=m["path"],
+            body=m["body"],
+            interval=m["interval"],
+            cron=m["cron"],
+            repeat=m["repeat"],
+            location=m["location"],
+            one_off=bool(m["one_off"]),
+            enabled=bool(m["enabled"]),
+            next_run=aware(m["next_run"]),
+            next_sched=aware(m["next_sched"]),
+            triggered_at=aware(m["triggered_at"]),
+            token=m["token"],
+            attempts=m["attempts"],
+            success_count=m["success_count"],
+            error_count=m["error_count"],
+            last_success=aware(m["last_success"]),
+            last_attempt=aware(m["last_attempt"]),
+            last_error=m["last_error"],
+            last_duration=m["last_duration"],
+        )
+
+
+@dataclass(frozen=True)
+class Run:
+    """One dispatch of a job: what a callback task carries."""
+
+    job_id: int
+    key: str
+    path: str
+    body: str
+    sched: datetime
+    token: str
+    manual: bool = False
+
+    @property
+    def task_id(self) -> str:
+        """Stable for (job, scheduled instant): a re-delivery shows as the same run."""
+        kind = "trigger" if self.manual else "sched"
+        return f"dalga-{self.key[:16]}-{kind}-{self.sched.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return hashlib.sha256(f"{self.key}|{self.task_id}".encode()).hexdigest()[:32]

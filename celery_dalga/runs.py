@@ -1,0 +1,187 @@
+"""The run protocol's decisions (docs/design.md): pure functions of (job, run, now, policy) that
+say what to send or what to write. No I/O; the store reads the rows and applies the changes.
+
+Every instant here is an aware UTC datetime; a Change's values are column values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from celery_dalga import schedules
+from celery_dalga.config import Settings
+from celery_dalga.jobs import Job, Run
+
+RETRY_WAIT = "retry-wait"  # the token of a row waiting out a retry delay: no message carries it
+
+
+class Outcome(StrEnum):
+    """What became of a due row or of a delivered run."""
+
+    RELEASED = "released"  # due, but the job is paused: the row is let go, nothing is sent
+    SKIPPED = "skipped"  # missed by more than epsilon: moved to its next slot, nothing sent
+    STALE = "stale"  # the run is no longer the row's (re-claimed, deleted or released)
+    DONE = "done"  # delivered; the job has its next run
+    DELETED = "deleted"  # delivered; the job is gone (one-off, 204, or no slots left)
+    RETRY = "retry"  # not delivered; due again after the retry delay, same instant
+    GAVE_UP = "gave_up"  # not delivered, retry_stop_after passed: the job is disabled
+    STOPPED = "stopped"  # not delivered, and the job was paused meanwhile: no retry
+
+
+@dataclass(frozen=True)
+class Change:
+    """What to write to one job row: delete it, or set these columns."""
+
+    outcome: Outcome
+    values: dict[str, Any] = field(default_factory=dict)
+    delete: bool = False
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One POST of a run and its answer: status None when no answer came."""
+
+    run: Run
+    status: int | None
+    error: str
+    duration: float
+
+    @property
+    def delivered(self) -> bool:
+        return self.status in (200, 204)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How runs are leased, skipped and retried; the whole retry policy is here."""
+
+    lease: float = 60.0
+    fixed_intervals: bool = False
+    epsilon: float = 0.0
+    retry_interval: float = 1.0
+    retry_multiplier: float = 2.0
+    retry_max_interval: float = 600.0
+    retry_stop_after: float = 0.0
+    retry_jitter: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            lease=settings.lease,
+            fixed_intervals=settings.fixed_intervals,
+            epsilon=settings.epsilon,
+            retry_interval=settings.retry_interval,
+            retry_multiplier=settings.retry_multiplier,
+            retry_max_interval=settings.retry_max_interval,
+            retry_stop_after=settings.retry_stop_after,
+            retry_jitter=settings.retry_jitter,
+        )
+
+    def retry_delay(self, attempts: int) -> float:
+        """Seconds to wait after the failure that follows `attempts` earlier failures."""
+        return schedules.retry_delay(
+            attempts,
+            self.retry_interval,
+            self.retry_multiplier,
+            self.retry_max_interval,
+            self.retry_jitter,
+        )
+
+
+def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
+    """A claimed due row: the run to send (a manual one when a trigger is what is due), or
+    what to write instead of sending anything."""
+    sched, triggered = job.next_sched, job.triggered_at
+    if triggered is not None and (not job.enabled or sched is None or sched > now):
+        return Run(job.id, job.key, job.path, job.body, triggered, token, manual=True)
+    if not job.enabled or sched is None:
+        return Change(Outcome.RELEASED, {"token": None, "next_run": None, "attempts": 0})
+    if policy.epsilon and not job.one_off and now - sched > timedelta(seconds=policy.epsilon):
+        nxt = job.schedule.next(sched, now, policy.fixed_intervals)
+        if nxt is None:
+            return Change(Outcome.SKIPPED, delete=True)
+        values = {"token": None, "next_sched": nxt, "next_run": nxt, "attempts": 0}
+        return Change(Outcome.SKIPPED, values)
+    return Run(job.id, job.key, job.path, job.body, sched, token)
+
+
+def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) -> Change:
+    """What a delivery's answer writes: nothing if the run is no longer the row's."""
+    if job is None or job.token != attempt.run.token:
+        return Change(Outcome.STALE)
+    if attempt.delivered:
+        return on_success(job, attempt, now, policy)
+    return on_failure(job, attempt, now, policy)
+
+
+def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
+    """200: the next slot (or delete a one-off job); 204: delete. A schedule replaced while
+    the run was in flight is kept as it is; a trigger that came meanwhile makes the job due."""
+    run = attempt.run
+    nxt = job.next_sched
+    if not run.manual and job.next_sched == run.sched:
+        nxt = job.schedule.next(run.sched, now, policy.fixed_intervals)
+    if attempt.status == 204 or nxt is None:
+        return Change(Outcome.DELETED, delete=True)
+    pending_trigger = job.triggered_at
+    if run.manual and job.triggered_at == run.sched:
+        pending_trigger = None
+    next_run = nxt if job.enabled else None
+    if pending_trigger is not None:
+        next_run = now
+    return Change(
+        Outcome.DONE,
+        {
+            "token": None,
+            "next_sched": nxt,
+            "next_run": next_run,
+            "triggered_at": pending_trigger,
+            "attempts": 0,
+            "success_count": job.success_count + 1,
+            "last_success": now,
+            "last_attempt": now,
+            "last_duration": attempt.duration,
+        },
+    )
+
+
+def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
+    """Anything but 200/204: due again after the backoff for the row's count of failures
+    (so a run that comes back after its lease keeps its place in the backoff), with the same
+    instant; disabled once retry_stop_after has passed since it; dropped if paused meanwhile."""
+    counts = {
+        "error_count": job.error_count + 1,
+        "last_error": attempt.error[:2000],
+        "last_attempt": now,
+        "last_duration": attempt.duration,
+    }
+    if not job.enabled and not attempt.run.manual:
+        return Change(Outcome.STOPPED, {"token": None, "next_run": None, "attempts": 0, **counts})
+    stop_after = timedelta(seconds=policy.retry_stop_after)
+    if policy.retry_stop_after and now - attempt.run.sched > stop_after:
+        values = {"token": None, "next_run": None, "enabled": False, "triggered_at": None}
+        return Change(Outcome.GAVE_UP, {**values, "attempts": 0, **counts})
+    delay = timedelta(seconds=policy.retry_delay(job.attempts))
+    values = {"token": RETRY_WAIT, "next_run": now + delay, "attempts": job.attempts + 1}
+    return Change(Outcome.RETRY, {**values, **counts})
+
+
+def on_enabled(job: Job, enabled: bool, now: datetime, policy: Policy) -> dict[str, Any]:
+    """Pause or resume. A run in flight keeps its lease (it finishes, then the change shows);
+    pausing an idle job keeps only a pending trigger; resuming schedules the next slot from
+    now (a slot that is still ahead is kept)."""
+    values: dict[str, Any] = {"enabled": enabled}
+    if job.running:
+        return values
+    if not enabled:
+        values["next_run"] = job.triggered_at
+    elif not job.enabled:
+        nxt = job.next_sched
+        if nxt is None or nxt < now:
+            nxt = job.schedule.next(nxt or now, now, policy.fixed_intervals) or now
+        values["next_sched"] = nxt
+        values["next_run"] = min(nxt, job.triggered_at) if job.triggered_at else nxt
+    return values
