@@ -186,6 +186,22 @@ def _stat(pid: int) -> tuple[int, float] | None:
     return int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_rss_mb(root: int) -> float:
+    """Resident set size now of a process and all its descendants, in MB."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))):
+            parents[int(entry.name)] = stat[0]
+    tree = {root}
+    for pid in sorted(parents):
+        ancestor = pid
+        while ancestor in parents and ancestor not in tree and ancestor > 1:
+            ancestor = parents[ancestor]
+        if ancestor in tree:
+            tree.add(pid)
+    return sum(rss_mb(pid) for pid in tree)
+
+
 def _service_pids() -> dict[str, list[int]]:
     found: dict[str, list[int]] = {name: [] for name in SERVICES}
     for entry in Path("/proc").iterdir():

@@ -1,12 +1,15 @@
-"""Benchmark 3, end to end: beat, workers and a fast local endpoint.
+"""Benchmark 3, end to end: beat, workers and a local endpoint.
 
-    python bench/e2e.py --jobs 10000 100000 --pools threads prefork gevent
+    python bench/e2e.py --jobs 10000 100000 --pools prefork:2 threads:4
+    python bench/e2e.py --jobs 10000 --pools prefork:2 --endpoint-delay 0.2
     python bench/e2e.py --quick
 
-N one-off jobs fall due at once; one beat dispatches them, two `celery worker` processes
-POST them to a uvicorn endpoint on 127.0.0.1, which records each call. Reports callbacks/s
-(N over the time from the first to the last call) and the p50/p99 lateness of the calls
-(arrival minus Dalga-Sched: with all N due at once this is the backlog's drain time).
+N one-off jobs fall due at once; one beat dispatches them, `celery worker` processes (two by
+default, each `--pool POOL --concurrency C` as given by POOL:C) POST them to a uvicorn
+endpoint on 127.0.0.1 that records each call (and answers after --endpoint-delay seconds).
+Reports callbacks/s (N over the time from the first to the last call), the p50/p99 lateness
+of the calls (arrival minus Dalga-Sched: with all N due at once this is the backlog's drain
+time), whether every run was delivered exactly once, and the workers' peak RSS.
 
 CPU per callback is read from /proc over the middle of the run (from the poll where 10% of
 the runs were delivered to the one where 90% were), for the beat, the workers (with their
@@ -35,46 +38,42 @@ from bench.common import (  # noqa: E402
     start,
     start_endpoint,
     stop,
+    tree_rss_mb,
     wait_until_up,
 )
 from celery_dalga.spec import parse_spec  # noqa: E402
 
-POOLS = {
-    "threads": ["--pool", "threads", "--concurrency", "32"],
-    "prefork": ["--pool", "prefork", "--concurrency", "8"],
-    "gevent": ["--pool", "gevent", "--concurrency", "100"],
-}
+
+def worker_args(pool: str, index: int, app: str) -> list[str]:
+    """`celery worker` for POOL:CONCURRENCY."""
+    name, _, concurrency = pool.partition(":")
+    return [
+        *[sys.executable, "-m", "celery", "-A", app, "worker", "--pool", name],
+        *["--concurrency", concurrency or "4", "-n", f"e2e{index}@%h"],
+        *["--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
+    ]
 
 
-def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
+def run(
+    jobs: int,
+    pool: str,
+    workers: int,
+    runs_per_task: int,
+    delay: float,
+    timeout: float,
+    app: str,
+) -> dict:
     queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
-    settings, store = bench_store(queue, lease=600, base_url=f"http://127.0.0.1:{port}/")
+    settings, store = bench_store(
+        queue, lease=600, base_url=f"http://127.0.0.1:{port}/", runs_per_task=runs_per_task
+    )
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
-    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"))
+    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_DELAY=str(delay))
     procs = [start_endpoint(port, env, logs / "endpoint.log")]
+    peak_rss = [0.0] * workers
     try:
         for i in range(workers):
-            procs.append(
-                start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        app,
-                        "worker",
-                        *POOLS[pool],
-                        "-n",
-                        f"e2e{i}@%h",
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--loglevel",
-                        "WARNING",
-                    ],
-                    env,
-                    logs / f"worker{i}.log",
-                )
-            )
+            procs.append(start(worker_args(pool, i, app), env, logs / f"worker{i}.log"))
         specs = [
             parse_spec("cb", str(i), {"one-off": "true", "immediate": "true"}) for i in range(jobs)
         ]
@@ -94,6 +93,9 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         while time.monotonic() - started < timeout:
             delivered = jobs - store.status()["total"]
             meter.sample()
+            peak_rss = [
+                max(r, tree_rss_mb(p.pid)) for r, p in zip(peak_rss, procs[1:-1], strict=True)
+            ]
             for edge, share in (("from", 0.1), ("to", 0.9)):
                 if edge not in window and delivered >= jobs * share:
                     window[edge] = (delivered, meter.seconds())
@@ -115,7 +117,8 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         "jobs": jobs,
         "pool": pool,
         "workers": workers,
-        "pool_args": POOLS[pool],
+        "runs_per_task": runs_per_task,
+        "endpoint_delay_s": delay,
         "ack_emulation": app == "celery_dalga",
         "calls": stats["calls"],
         "distinct_runs": stats["runs"],
@@ -123,6 +126,8 @@ def run(jobs: int, pool: str, workers: int, timeout: float, app: str) -> dict:
         "lateness_p50_s": round(lateness[len(lateness) // 2], 2) if lateness else None,
         "lateness_p99_s": round(lateness[int(len(lateness) * 0.99) - 1], 2) if lateness else None,
         "finished": stats["runs"] >= jobs,
+        "each_once": stats["calls"] == stats["runs"] == jobs,
+        "worker_peak_rss_mb": [round(r, 1) for r in peak_rss],
         **cpu_per_callback(window),
         "logs": str(logs),
     }
@@ -143,23 +148,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument(
-        "--pools", nargs="+", default=["threads", "prefork", "gevent"], choices=sorted(POOLS)
+        "--pools", nargs="+", default=["prefork:2", "threads:4"], help="POOL:CONCURRENCY"
     )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs-per-task", type=int, nargs="+", default=[100])
+    parser.add_argument("--endpoint-delay", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
         "--no-ack-emulation",
         action="store_true",
         help="workers without kombu's Redis ack emulation (bench/noack_app.py)",
     )
-    parser.add_argument("--quick", action="store_true", help="5,000 jobs, threads pool")
+    parser.add_argument("--quick", action="store_true", help="10,000 jobs, prefork:2")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.pools, args.timeout = [5000], ["threads"], 50
+        args.jobs, args.pools, args.timeout = [10_000], ["prefork:2"], 50
+    app = "bench.noack_app" if args.no_ack_emulation else "celery_dalga"
     for jobs in args.jobs:
         for pool in args.pools:
-            app = "bench.noack_app" if args.no_ack_emulation else "celery_dalga"
-            record("e2e", run(jobs, pool, args.workers, args.timeout, app))
+            for runs_per_task in args.runs_per_task:
+                record(
+                    "e2e",
+                    run(
+                        jobs,
+                        pool,
+                        args.workers,
+                        runs_per_task,
+                        args.endpoint_delay,
+                        args.timeout,
+                        app,
+                    ),
+                )
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """A fast callback endpoint for the end-to-end benchmark (ASGI, served by uvicorn).
 
-Answers 200 to every POST and, on shutdown, writes to $BENCH_STATS a JSON object with the
-number of calls, distinct (path, body, Dalga-Sched) runs, first/last arrival and the
-lateness (arrival minus Dalga-Sched) of every call.
+Answers 200 to every POST (after $BENCH_DELAY seconds, if set: a slow endpoint) and, on
+shutdown, writes to $BENCH_STATS a JSON object with the number of calls, distinct
+(path, body, Dalga-Sched) runs (and, if $BENCH_RUNS is set, the runs themselves), first/last
+arrival and the lateness (arrival minus Dalga-Sched) of every call.
 """
 
+import asyncio
 import json
 import os
 import time
 from datetime import UTC, datetime
 
 calls: list[tuple[float, str, float]] = []
+DELAY = float(os.environ.get("BENCH_DELAY", "0"))
 
 
 async def app(scope, receive, send):
@@ -38,6 +41,8 @@ async def app(scope, receive, send):
     now = time.time()
     lateness = now - datetime.fromisoformat(sched).timestamp() if sched else -1.0
     calls.append((now, f"{scope['path']}|{body.decode()}|{sched}", lateness))
+    if DELAY:
+        await asyncio.sleep(DELAY)
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
     )
@@ -54,5 +59,7 @@ def dump() -> None:
         "lateness": lateness,
         "written": datetime.now(UTC).isoformat(),
     }
+    if os.environ.get("BENCH_RUNS"):
+        stats["run_keys"] = sorted({c[1] for c in calls})
     with open(os.environ["BENCH_STATS"], "w") as out:
         json.dump(stats, out)

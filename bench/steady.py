@@ -1,55 +1,59 @@
-"""Benchmark 2, steady state: 1M interval jobs (every 300 s) with next runs spread evenly,
-one or two beats for 120 s; dispatch lateness (arrival in Redis minus scheduled time).
+"""Benchmark 2, steady state: 1M interval jobs every 300 s, next runs spread evenly (3,333 due
+a second), delivered by beats and workers to a local endpoint for a whole period.
 
-    python bench/steady.py --jobs 1000000 --beats 1 2 --seconds 120
-    python bench/steady.py --quick
+    python bench/steady.py --jobs 1000000 --beats 1 2 --seconds 300
+    python bench/steady.py --quick          # 100k jobs every 30 s (also 3,333 a second), 60 s
 
-No worker runs: a drain thread pops the messages from the Redis queue as they arrive and
-reads each one's scheduled time. The lease is set above the window so that no run is
-dispatched twice for want of a worker.
+Beats (one or two), workers (two, `--pool POOL:C`) and the uvicorn endpoint run for the
+window. Lateness is the endpoint's receipt minus the run's Dalga-Sched. Lost is a job whose
+first run fell in the window (but for its last 10 s, which may still be in flight when the
+window closes) and never reached the endpoint. CPU per callback is read from /proc over the
+window for the beats, the workers (with their pool children), Redis and MariaDB, and apart
+from them the endpoint; peak RSS is per beat and per worker (with its pool children).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import redis
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402,E501
+from bench.common import (  # noqa: E402
     DALGA_BEAT,
-    REDIS,
+    CpuMeter,
     bench_store,
     dalga_env,
+    free_port,
     record,
-    rss_mb,
     start,
+    start_endpoint,
     stop,
+    tree_rss_mb,
+    wait_until_up,
 )
+from bench.e2e import worker_args  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
 
-PERIOD = 300
+TAIL = 10  # seconds at the window's end whose runs may still be in flight when it closes
 
 
-def load(store, jobs: int, first_at: datetime) -> None:
+def load(store, jobs: int, period: int, first_at: datetime) -> None:
     batch = []
     with tqdm(total=jobs, unit=" jobs", desc="loading", mininterval=1) as bar:
         for i in range(jobs):
-            first = first_at + timedelta(seconds=PERIOD * i / jobs)
+            first = first_at + timedelta(seconds=period * i / jobs)
             batch.append(
                 parse_spec(
-                    "feed", str(i), {"interval": str(PERIOD), "first-run": first.isoformat()}
+                    "feed", str(i), {"interval": str(period), "first-run": first.isoformat()}
                 )
             )
             if len(batch) == 5000:
@@ -58,64 +62,77 @@ def load(store, jobs: int, first_at: datetime) -> None:
         bar.update(store.put_many(batch))
 
 
-def drain(client: redis.Redis, queue: str, lateness: list, stop_event: threading.Event) -> None:
-    """Pop messages as they arrive; lateness = arrival - the message's scheduled time."""
-    while not stop_event.is_set():
-        raw = client.rpop(queue, 1000)
-        if not raw:
-            time.sleep(0.005)
-            continue
-        now = datetime.now(UTC)
-        for message in raw:
-            kwargs = json.loads(base64.b64decode(json.loads(message)["body"]))[1]
-            lateness.append((now - datetime.fromisoformat(kwargs["sched"])).total_seconds())
-
-
-def run(jobs: int, beats: int, seconds: float) -> dict:
-    queue = f"steady-{uuid.uuid4().hex[:8]}"
-    settings, store = bench_store(queue, lease=3600)
-    client = redis.Redis.from_url(REDIS)
-    procs, lateness, done = [], [], threading.Event()
+def run(jobs: int, period: int, beats: int, workers: int, pool: str, seconds: float) -> dict:
+    queue, port = f"steady-{uuid.uuid4().hex[:8]}", free_port()
+    settings, store = bench_store(queue, base_url=f"http://127.0.0.1:{port}/")
+    logs = Path(tempfile.mkdtemp(prefix="dalga-steady-"))
+    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_RUNS="1")
+    procs = [start_endpoint(port, env, logs / "endpoint.log")]
     try:
-        lead = 5 + jobs / 12000  # loading runs at 15-20k jobs/s
+        procs += [
+            start(worker_args(pool, i, "celery_dalga"), env, logs / f"worker{i}.log")
+            for i in range(workers)
+        ]
+        lead = 10 + jobs / 15000  # loading runs at 20-30k jobs/s
         first_at = store.now() + timedelta(seconds=lead)
-        load(store, jobs, first_at)
-        env = dalga_env(settings)
-        logs = Path(tempfile.mkdtemp(prefix="dalga-steady-"))
-        procs = [start(DALGA_BEAT, env, logs / f"beat{i}.log") for i in range(beats)]
-        drainer = threading.Thread(target=drain, args=(client, queue, lateness, done))
-        drainer.start()
+        load(store, jobs, period, first_at)
+        wait_until_up(settings.base_url)
+        procs += [start(DALGA_BEAT, env, logs / f"beat{i}.log") for i in range(beats)]
         time.sleep(max(0.0, (first_at - store.now()).total_seconds()))
-        started, peak = time.monotonic(), [0.0] * beats
+        names = ["endpoint"] + [f"worker{i}" for i in range(workers)]
+        names += [f"beat{i}" for i in range(beats)]
+        meter = CpuMeter(
+            {
+                "endpoint": [procs[0].pid],
+                "workers": [p.pid for p in procs[1 : 1 + workers]],
+                "beats": [p.pid for p in procs[1 + workers :]],
+            }
+        )
+        peak = dict.fromkeys(names[1:], 0.0)
+        started = time.monotonic()
         while time.monotonic() - started < seconds:
             time.sleep(1)
-            peak = [max(p, rss_mb(proc.pid)) for p, proc in zip(peak, procs, strict=True)]
+            for name, proc in zip(names[1:], procs[1:], strict=True):
+                peak[name] = max(peak[name], tree_rss_mb(proc.pid))
+            status = store.status()
             print(
-                f"  {len(lateness)} dispatched after {time.monotonic() - started:.0f} s",
+                f"  {time.monotonic() - started:.0f} s: lag {status['lag']} s, "
+                f"{status['running']} running",
                 file=sys.stderr,
             )
         window = time.monotonic() - started
-        done.set()
-        drainer.join()
+        meter.sample()
+        cpu = meter.seconds()
     finally:
-        for proc in procs:
+        for proc in reversed(procs):
             stop(proc)
-        client.delete(queue)
         store.drop_table()
-    due = jobs * window / PERIOD
-    lateness.sort()
+    stats = json.loads((logs / "stats.json").read_text())
+    lateness = stats["lateness"]
+    called = {int(run.split("|")[1]) for run in stats["run_keys"]}
+    due = [i for i in range(jobs) if period * i / jobs < window - TAIL]
+    lost = sum(1 for i in due if i not in called)
     pick = lambda q: round(lateness[min(len(lateness) - 1, int(len(lateness) * q))], 3)  # noqa: E731
+    per = {k: round(v * 1000 / max(stats["calls"], 1), 3) for k, v in cpu.items()}
     return {
         "jobs": jobs,
+        "period_s": period,
         "beats": beats,
+        "workers": workers,
+        "pool": pool,
         "seconds": round(window, 1),
-        "dispatched": len(lateness),
-        "due_in_window": round(due),
-        "sustained_per_s": round(len(lateness) / window),
+        "calls": stats["calls"],
+        "distinct_runs": stats["runs"],
+        "due_in_window": len(due),
+        "lost": lost,
+        "sustained_per_s": round(stats["calls"] / window),
         "lateness_p50_s": pick(0.5),
         "lateness_p99_s": pick(0.99),
         "lateness_max_s": round(lateness[-1], 3),
-        "peak_rss_mb": [round(p, 1) for p in peak],
+        "peak_rss_mb": {k: round(v, 1) for k, v in peak.items()},
+        "cpu_ms_per_callback": round(sum(v for k, v in per.items() if k != "endpoint"), 3),
+        "cpu_ms_by_part": per,
+        "logs": str(logs),
     }
 
 
@@ -123,13 +140,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--beats", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--quick", action="store_true", help="100k jobs, one beat, 20 s")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pool", default="threads:4", help="POOL:CONCURRENCY")
+    parser.add_argument("--period", type=int, default=300, help="the jobs' interval, seconds")
+    parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument("--quick", action="store_true", help="100k jobs every 30 s, one beat, 60 s")
     args = parser.parse_args()
     if args.quick:
-        args.jobs, args.beats, args.seconds = 100_000, [1], 20
+        args.jobs, args.period, args.beats, args.seconds = 100_000, 30, [1], 60
     for beats in args.beats:
-        record("steady", run(args.jobs, beats, args.seconds))
+        figures = run(args.jobs, args.period, beats, args.workers, args.pool, args.seconds)
+        record("steady", figures)
 
 
 if __name__ == "__main__":

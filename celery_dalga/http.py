@@ -42,12 +42,13 @@ class Post:
 
 @dataclass(frozen=True)
 class Answer:
-    """The outcome of a Post: the status (None when no answer came), an error text and the
-    seconds it took."""
+    """The outcome of a Post: the status (None when no answer came), an error text, the seconds
+    it took and when it ended (time.monotonic())."""
 
     status: int | None
     error: str
     seconds: float
+    ended: float
 
 
 def ca_bundle() -> str:
@@ -121,12 +122,15 @@ class Client:
         finished = 0
         while True:
             queued, ok, failed = self.multi.info_read()
+            ended = time.monotonic()
             for handle in ok:
                 status = handle.getinfo(pycurl.RESPONSE_CODE)
-                answers[handle.index] = Answer(status, f"HTTP {status}", self._release(handle))
+                answers[handle.index] = Answer(
+                    status, f"HTTP {status}", self._release(handle), ended
+                )
             for handle, code, message in failed:
                 error = f"curl error {code}: {message}"
-                answers[handle.index] = Answer(None, error, self._release(handle))
+                answers[handle.index] = Answer(None, error, self._release(handle), ended)
             finished += len(ok) + len(failed)
             if not queued:
                 return finished

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,12 +46,22 @@ def schedule_columns(schedule: Schedule) -> dict[str, Any]:
 
 def schedule_of(columns: Any) -> Schedule:
     """The Schedule stored in an object with the schedule columns as attributes."""
+    return _schedule(
+        columns.interval, columns.cron, columns.repeat, columns.location, bool(columns.one_off)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _schedule(
+    interval: str | None, cron: str | None, repeat: str | None, location: str, one_off: bool
+) -> Schedule:
+    """Parsed once per distinct schedule: a million jobs share a few."""
     return Schedule(
-        interval=schedules.parse_duration(columns.interval) if columns.interval else None,
-        cron=columns.cron,
-        repeat=schedules.parse_repeat(columns.repeat) if columns.repeat else None,
-        location=ZoneInfo(columns.location),
-        one_off=bool(columns.one_off),
+        interval=schedules.parse_duration(interval) if interval else None,
+        cron=cron,
+        repeat=schedules.parse_repeat(repeat) if repeat else None,
+        location=ZoneInfo(location),
+        one_off=one_off,
     )
 
 

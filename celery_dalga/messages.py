@@ -33,7 +33,7 @@ from celery_dalga.jobs import Run, job_key
 TASK_NAME = "celery_dalga.http_callback"
 BATCH_TASK_NAME = "celery_dalga.http_callbacks"
 LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
-SPREAD = 8  # a batch is cut into at least this many tasks, so that every worker gets some
+SPREAD = 4  # a batch is cut into at least this many tasks, so that every worker gets some
 SHOWN = 3  # runs a batch task's repr names
 
 

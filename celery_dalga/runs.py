@@ -42,16 +42,25 @@ class Change:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One POST of a run and its answer: status None when no answer came."""
+    """One POST of a run and its answer: status None when no answer came; `ended` is when
+    the answer came (time.monotonic()), None for "just now"."""
 
     run: Run
     status: int | None
     error: str
     duration: float
+    ended: float | None = None
 
     @property
     def delivered(self) -> bool:
         return self.status in (200, 204)
+
+    def ended_at(self, now: datetime, monotonic_now: float) -> datetime:
+        """When the answer came, on the clock that reads `now` at `monotonic_now` (a task's
+        runs are settled together, but each completed when its own answer came)."""
+        if self.ended is None:
+            return now
+        return now - timedelta(seconds=max(0.0, monotonic_now - self.ended))
 
 
 @dataclass(frozen=True)

@@ -461,9 +461,10 @@ class Store:
                 select(t).where(t.c.id.in_([a.run.job_id for a in attempts])).with_for_update()
             )
             jobs = {row.id: Job.from_mapping(row._mapping) for row in rows}
-            now = self.now(conn)
+            now, clock = self.now(conn), time.monotonic()
             changes = [
-                protocol.on_answer(jobs.get(a.run.job_id), a, now, self.policy) for a in attempts
+                protocol.on_answer(jobs.get(a.run.job_id), a, a.ended_at(now, clock), self.policy)
+                for a in attempts
             ]
             self._apply(
                 conn,

@@ -53,7 +53,8 @@ def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
     client = http.client(settings.callback_concurrency)
     answers = client.post_all([callback_post(settings, r) for r in ours], settings.callback_timeout)
     attempts = [
-        Attempt(run, a.status, a.error, a.seconds) for run, a in zip(ours, answers, strict=True)
+        Attempt(run, a.status, a.error, a.seconds, a.ended)
+        for run, a in zip(ours, answers, strict=True)
     ]
     outcomes = store.settle(attempts)
     for attempt, outcome in zip(attempts, outcomes, strict=True):

@@ -213,9 +213,10 @@ class Stack:
 
 @pytest.fixture
 def make_stack(mariadb_url, redis_url, endpoint):
-    """make_stack(broker=..., **settings) starts a real worker (threads pool) and a beat Service
-    thread, on Redis unless another broker URL is given."""
-    from celery import Celery, beat
+    """make_stack(broker=..., beat=True, **settings) starts a real worker (threads pool) and a
+    beat Service thread (unless beat=False), on Redis unless another broker URL is given."""
+    from celery import Celery
+    from celery.beat import Service
     from celery.contrib.testing.worker import start_worker
 
     from celery_dalga.config import as_celery_conf
@@ -225,7 +226,7 @@ def make_stack(mariadb_url, redis_url, endpoint):
 
     stops = []
 
-    def make(broker: str = redis_url, **extra) -> Stack:
+    def make(broker: str = redis_url, beat: bool = True, **extra) -> Stack:
         queue = f"dalga-test-{uuid.uuid4().hex[:8]}"
         settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue, **extra)
         app = Celery(
@@ -243,13 +244,15 @@ def make_stack(mariadb_url, redis_url, endpoint):
             app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10
         )
         worker.__enter__()
-        service = beat.Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
+        service = Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
         thread = threading.Thread(target=service.start, daemon=True)
-        thread.start()
+        if beat:
+            thread.start()
 
         def stop():
-            service.stop()
-            thread.join(5)
+            if beat:
+                service.stop()
+                thread.join(5)
             worker.__exit__(None, None, None)
             with app.connection_for_write() as conn:
                 app.amqp.queues[queue].bind(conn.default_channel).delete()

@@ -123,6 +123,30 @@ def test_stale_message_is_dropped_without_a_post(make_stack):
     assert stack.endpoint.calls_to("stale") == []
 
 
+def test_a_message_queued_by_the_previous_version_is_delivered(make_stack):
+    """One http_callback per run, its keyword arguments as the previous version sent them."""
+    stack = make_stack(beat=False)
+    stack.store.put(_spec("legacy", "1"))
+    stack.store.trigger("legacy", "1")
+    (run,) = stack.store.claim(10)
+    stack.app.send_task(
+        TASK_NAME,
+        kwargs={
+            "path": run.path,
+            "body": run.body,
+            "sched": run.sched.isoformat(),
+            "job_id": run.job_id,
+            "key": run.key,
+            "token": run.token,
+            "manual": run.manual,
+        },
+        queue=stack.settings.queue,
+    )
+    (call,) = stack.endpoint.wait_for("legacy", 1)
+    assert call.idempotency_key == run.idempotency_key
+    _wait(lambda: stack.store.get("legacy", "1").success_count == 1)
+
+
 def _spec(path, body):
     from celery_dalga.spec import parse_spec
 

@@ -222,6 +222,13 @@ def test_a_job_paused_during_the_run_gets_no_next_run():
     assert change.values["next_run"] is None and change.values["token"] is None
 
 
+def test_a_run_completes_when_its_answer_came_not_when_its_task_settles():
+    assert Attempt(run_of(job()), 200, "", 0.1, ended=100.0).ended_at(
+        NOW, 105.5
+    ) == NOW - timedelta(seconds=5.5)
+    assert Attempt(run_of(job()), 200, "", 0.1).ended_at(NOW, 105.5) == NOW
+
+
 # -- on_failure ----------------------------------------------------------------------------
 
 

@@ -220,6 +220,24 @@ def test_completion_sets_next_run_and_counts(store, clock):
     assert job.next_run == job.next_sched == clock.now + timedelta(seconds=10)
 
 
+def test_each_run_of_a_task_completes_when_its_own_answer_came(store, clock):
+    import time
+
+    for body in ("fast", "slow"):
+        store.put(spec(body=body, interval="10", immediate="true"))
+    runs = {r.body: r for r in store.claim(10)}
+    answered = time.monotonic()
+    store.settle(
+        [
+            Attempt(runs["fast"], 200, "HTTP 200", 0.1, ended=answered - 8),
+            Attempt(runs["slow"], 200, "HTTP 200", 8.0, ended=answered),
+        ]
+    )
+    fast, slow = store.get("feeds", "fast"), store.get("feeds", "slow")
+    assert (slow.next_run - fast.next_run).total_seconds() == pytest.approx(8, abs=0.5)
+    assert abs((slow.next_run - clock.now).total_seconds() - 10) < 0.5
+
+
 def test_one_off_and_204_delete(store, clock):
     store.put(spec(body="once", one_off="true", immediate="true"))
     store.put(spec(body="gone", interval="10", immediate="true"))
