@@ -5,7 +5,7 @@ goes"). Not a benchmark: it prints, it does not record.
     python bench/breakdown.py put-many --jobs 200000   # bulk: cProfile of Store.put_many
     python bench/breakdown.py samples w.raw            # worker: summary of a py-spy recording
     python bench/breakdown.py claim --jobs 50000       # the claim's statements, three lockings
-    python bench/breakdown.py post                     # CPU of one callback POST, three clients
+    python bench/breakdown.py post                     # CPU of a callback POST, five clients
 
 `tick` loads N one-off jobs due now and runs Scheduler.tick in a loop until they are all
 published to Redis, timing Store.claim, the publishing and its Redis LPUSH.
@@ -14,8 +14,9 @@ published to Redis, timing Store.claim, the publishing and its Redis LPUSH.
 share of samples with that function on the stack (bench/README.md, "Workers").
 `claim` times the claim's SELECT and its UPDATE + commit per row, in batches of 500, locking
 the batch as the store does (SKIP LOCKED on the next_run index), not at all, or by primary key
-after an unlocked index read. `post` times 3,000 POSTs to the bench endpoint from one process
-with requests, requests without environment lookups, and bare urllib3.
+after an unlocked index read. `post` times 5,000 POSTs to the bench endpoint from one process,
+in batches of 100 at once, with libcurl's multi interface (what workers use), aiohttp,
+httpx, urllib3 and requests.
 """
 
 from __future__ import annotations
@@ -161,31 +162,78 @@ def claim(jobs: int) -> None:
         )
 
 
-def post(calls: int = 3000) -> None:
-    """CPU and wall time of one callback POST to the bench endpoint, for three HTTP clients."""
+def post(calls: int = 5000, batch: int = 100) -> None:
+    """CPU per POST to the bench endpoint, in batches of `batch` concurrent POSTs (a task's
+    runs), for the clients considered for delivery: celery_dalga.http (libcurl multi),
+    aiohttp and httpx on asyncio, and urllib3 and requests on a thread per POST in flight."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import aiohttp
+    import httpx
+
+    from celery_dalga import http
+
     port = free_port()
     endpoint = start_endpoint(port, {**os.environ, "BENCH_STATS": os.devnull}, Path(os.devnull))
     url = f"http://127.0.0.1:{port}/cb/1"
     headers = {"Content-Type": "text/plain; charset=utf-8", "Dalga-Sched": "2026-11-23T12:00:00Z"}
-    bare = requests.Session()
-    bare.trust_env = False
+
+    def curl(count: int) -> None:
+        lines = tuple(f"{k}: {v}" for k, v in headers.items())
+        client = http.Client(batch)
+        for _ in range(count // batch):
+            client.post_all([http.Post(url, b"1", lines)] * batch, timeout=10)
+
+    def on_asyncio(session_factory, send):
+        async def run(count: int) -> None:
+            async with session_factory() as session:
+                for _ in range(count // batch):
+                    await asyncio.gather(*(send(session) for _ in range(batch)))
+
+        return lambda count: asyncio.run(run(count))
+
+    async def aiohttp_post(session) -> None:
+        async with session.post(url, data=b"1", headers=headers) as response:
+            await response.read()
+
+    async def httpx_post(session) -> None:
+        await session.post(url, content=b"1", headers=headers)
+
+    def threaded(send):
+        def run(count: int) -> None:
+            with ThreadPoolExecutor(batch) as pool:
+                for _ in range(count // batch):
+                    list(pool.map(lambda _: send(), range(batch)))
+
+        return run
+
+    pool = urllib3.PoolManager(maxsize=batch)
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=batch))
     clients = {
-        "requests.Session": requests.Session().post,
-        "requests.Session, trust_env=False": bare.post,
-        "urllib3.PoolManager": partial(urllib3.PoolManager().request, "POST", retries=False),
+        "celery_dalga.http (libcurl multi)": curl,
+        "aiohttp (asyncio)": on_asyncio(
+            lambda: aiohttp.ClientSession(trust_env=True), aiohttp_post
+        ),
+        "httpx.AsyncClient (asyncio)": on_asyncio(
+            lambda: httpx.AsyncClient(limits=httpx.Limits(max_connections=batch)), httpx_post
+        ),
+        "urllib3.PoolManager (threads)": threaded(
+            partial(pool.request, "POST", url, body=b"1", headers=headers, retries=False)
+        ),
+        "requests.Session (threads)": threaded(
+            partial(session.post, url, data=b"1", headers=headers, timeout=10)
+        ),
     }
     try:
         wait_until_up(url)
         for name, send in clients.items():
-            body = {"body" if name.startswith("urllib3") else "data": b"1"}
-            send(url, headers=headers, timeout=10, **body)
+            send(batch)  # connections up
             cpu, wall = time.process_time(), time.perf_counter()
-            for _ in range(calls):
-                send(url, headers=headers, timeout=10, **body)
+            send(calls)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            print(
-                f"{name}: {cpu / calls * 1e6:.0f} µs CPU, {wall / calls * 1e6:.0f} µs wall a POST"
-            )
+            print(f"{name}: {cpu / calls * 1e6:.0f} µs CPU a POST, {calls / wall:.0f} POSTs/s")
     finally:
         stop(endpoint)
 

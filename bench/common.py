@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -140,36 +141,51 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+RUNS_IN_REPR = re.compile(rb"\"kwargsrepr\": \"\{'runs': (\d+)")
+
+
+def runs_in(raw: bytes) -> int:
+    """How many runs a queued message carries: an http_callbacks task says so in its repr;
+    any other task (http_callback, the peers' tasks) is one."""
+    found = RUNS_IN_REPR.search(raw)
+    return int(found[1]) if found else 1
+
+
 def wait_for_messages(
     client: redis.Redis, queue: str, want: int, procs: list, timeout: float
 ) -> dict:
-    """Poll the queue until it holds `want` messages; track first/last arrival and peak RSS."""
+    """Poll the queue until its messages carry `want` runs (reading each new message once:
+    they are pushed at the head); track first/last arrival and peak RSS."""
     started = time.monotonic()
     first = None
     peak = {p.pid: 0.0 for p in procs}
-    count = 0
+    seen = runs = 0
     last_print = started
     while time.monotonic() - started < timeout:
-        count = client.llen(queue)
+        length = client.llen(queue)
+        if length > seen:
+            runs += sum(runs_in(raw) for raw in client.lrange(queue, 0, length - seen - 1))
+            seen = length
         now = time.monotonic()
-        if count and first is None:
+        if runs and first is None:
             first = now
         for p in procs:
             peak[p.pid] = max(peak[p.pid], rss_mb(p.pid))
         if now - last_print > 5:
-            print(f"  {count}/{want} messages after {now - started:.0f} s", file=sys.stderr)
+            print(f"  {runs}/{want} runs after {now - started:.0f} s", file=sys.stderr)
             last_print = now
-        if count >= want:
+        if runs >= want:
             break
         time.sleep(0.02)
     done = time.monotonic()
     return {
-        "messages": count,
+        "messages": seen,
+        "runs": runs,
         "seconds_total": round(done - started, 2),
         "first_message_after": round(first - started, 2) if first else None,
         "seconds_publishing": round(done - first, 2) if first else None,
         "peak_rss_mb": [round(v, 1) for v in peak.values()],
-        "finished": count >= want,
+        "finished": runs >= want,
     }
 
 
@@ -254,12 +270,19 @@ class CpuMeter:
 
 
 def scan_jobs(client: redis.Redis, queue: str) -> tuple[int, int]:
-    """(messages, distinct jobs) in the queue, read in chunks. A job is its kwargs' body
-    (celery-dalga) or its first argument (the peers' benchmark tasks)."""
+    """(runs, distinct jobs) in the queue, read in chunks. A job is a run's body
+    (celery-dalga) or the task's first argument (the peers' benchmark tasks)."""
+    from celery_dalga.messages import runs_of
+
     total, jobs = 0, set()
     for start_at in range(0, client.llen(queue), 10000):
         for raw in client.lrange(queue, start_at, start_at + 9999):
-            args, kwargs, _ = json.loads(base64.b64decode(json.loads(raw)["body"]))
-            jobs.add(kwargs.get("body") if kwargs else args[0])
-            total += 1
+            message = json.loads(raw)
+            args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+            if kwargs:
+                bodies = [run.body for run in runs_of(message["headers"]["task"], kwargs)]
+            else:
+                bodies = [args[0]]
+            jobs.update(bodies)
+            total += len(bodies)
     return total, len(jobs)
