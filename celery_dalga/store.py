@@ -327,8 +327,8 @@ class Store:
             if row is None:
                 return None
             job = Job.from_mapping(row._mapping)
-            values = protocol.on_enabled(job, enabled, self.now(conn), self.policy)
-            self._apply(conn, [(job.id, Change(Outcome.DONE, values))])
+            values = _stored(protocol.on_enabled(job, enabled, self.now(conn), self.policy))
+            conn.execute(update(self.table).where(self.table.c.id == job.id).values(values))
             return Job.from_mapping(self._select_key(conn, key)._mapping)
 
     @rerun_transient
@@ -392,7 +392,8 @@ class Store:
                     sent.append(decision)
                 else:
                     changes.append((row.id, decision))
-                    log.warning(
+                    log.log(
+                        logging.WARNING if decision.outcome is Outcome.SKIPPED else logging.INFO,
                         "%s due run path=%s sched=%s",
                         decision.outcome,
                         row.path,
@@ -486,9 +487,7 @@ class Store:
         by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
         for job_id, change in changes:
             if change.values and not change.delete:
-                values = {
-                    k: naive(v) if isinstance(v, datetime) else v for k, v in change.values.items()
-                }
+                values = _stored(change.values)
                 by_columns[tuple(sorted(values))].append({"id": job_id, **values})
         for columns, rows in by_columns.items():
             self._update_rows(conn, list(columns), rows)
@@ -528,6 +527,11 @@ SCHEDULE_COLUMNS = (
     "next_sched",
     "triggered_at",
 )
+
+
+def _stored(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as the table stores them (instants as naive UTC)."""
+    return {k: naive(v) if isinstance(v, datetime) else v for k, v in values.items()}
 
 
 def _json_datetime(value: datetime) -> str:
