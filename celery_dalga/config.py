@@ -47,8 +47,12 @@ class Settings:
     max_body: int = 65535
 
     def __post_init__(self) -> None:
-        if self.lease <= self.callback_timeout:
-            raise ConfigError("lease must be longer than callback_timeout")
+        rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
+        if self.lease <= self.callback_timeout * rounds:
+            raise ConfigError(
+                "lease must be longer than callback_timeout (times runs_per_task / "
+                "callback_concurrency, rounded up: a task's POSTs beyond the concurrency wait)"
+            )
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.runs_per_task < 1 or self.callback_concurrency < 1:

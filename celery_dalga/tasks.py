@@ -20,7 +20,7 @@ from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
 
-LEASE_SPARE = 5.0  # seconds of lease left over after a POST that takes the whole timeout
+LEASE_SPARE = 5.0  # seconds of lease left over after the POSTs that take the whole timeout
 
 
 def callback_url(base_url: str, path: str) -> str:
@@ -45,7 +45,8 @@ def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
     """Deliver runs: drop those whose rows no longer carry their tokens (one read), POST the
     others concurrently, and settle all the answers in one transaction."""
     store = store_for(settings)
-    ours = store.fence(runs, keep=settings.callback_timeout + LEASE_SPARE)
+    rounds = -(-len(runs) // settings.callback_concurrency)  # POSTs waiting for a free slot
+    ours = store.fence(runs, keep=settings.callback_timeout * rounds + LEASE_SPARE)
     held = {run.job_id for run in ours}
     for run in runs:
         if run.job_id not in held:

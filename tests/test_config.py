@@ -43,6 +43,14 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path):
         load_settings(str(tmp_path / "missing.ini"), env={})
     with pytest.raises(ConfigError, match="lease"):
         Settings(lease=5, callback_timeout=10)
+    with pytest.raises(ConfigError, match="lease"):  # 200 runs, 100 at a time: two timeouts
+        Settings(lease=20, callback_timeout=10, runs_per_task=200, callback_concurrency=100)
+    assert Settings(lease=21, callback_timeout=10, runs_per_task=200).lease == 21
+    for name in ("runs_per_task", "callback_concurrency"):
+        with pytest.raises(ConfigError, match=name):
+            Settings(**{name: 0})
+    with pytest.raises(ConfigError, match="batch_window"):
+        Settings(batch_window=2, max_interval=1)
 
 
 def test_existing_celery_app_sets_dalga_keys():

@@ -202,6 +202,36 @@ def test_fence_reads_while_the_lease_has_room_and_renews_it_when_short(store, cl
     assert store.get("feeds", "2").next_run == clock.now + timedelta(seconds=30)
 
 
+def test_a_task_with_more_runs_than_posts_in_flight_keeps_the_lease_for_all_rounds(
+    make_stack,
+):
+    """300 runs, 100 POSTs at a time: up to three timeouts pass before the last POST ends, so
+    30 s of lease left is too little and the fence renews it before any POST."""
+    from sqlalchemy import event
+
+    from celery_dalga.tasks import deliver
+
+    stack = make_stack(beat=False, lease=40.0, callback_timeout=10.0, runs_per_task=300)
+    stack.store.put_many([spec(body=str(i), interval="60", immediate="1") for i in range(300)])
+    runs = stack.store.claim(300)
+    stack.store.clock = lambda: runs[0].sched + timedelta(seconds=10)  # 30 s of lease left
+    statements = []
+    listen = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
+    event.listen(stack.store.engine, "before_cursor_execute", listen)
+    try:
+        assert set(deliver(stack.settings, runs)) == {Outcome.DONE}
+    finally:
+        event.remove(stack.store.engine, "before_cursor_execute", listen)
+    first_write = next(
+        s
+        for s in statements
+        if s.lstrip().startswith(("UPDATE", "SELECT"))
+        and (s.lstrip().startswith("UPDATE") or "FOR UPDATE" in s)
+    )
+    assert first_write.lstrip().startswith("UPDATE")  # the renewal, before the settle's lock
+    assert len(stack.endpoint.calls) == 300
+
+
 def test_a_run_whose_row_changes_token_during_renewal_is_not_ours(store, clock):
     store.put(spec(interval="10", immediate="true"))
     run = store.claim(10)[0]
@@ -510,3 +540,30 @@ def test_a_transaction_that_loses_a_real_deadlock_is_run_again(mariadb_url, make
     other.join(30)
     assert len(attempts) == 2
     assert store.get("feeds", "a").error_count == 1
+
+
+def test_settling_a_task_locks_only_its_own_rows(mariadb_url, make_store):
+    """On a small table MariaDB would rather scan (and lock) every row for the settle's join;
+    a task must not wait for rows that another transaction holds."""
+    import threading
+
+    store = make_store(mariadb_url, policy=Policy(lease=30))
+    store.put_many([spec(body=str(i), interval="60", immediate="true") for i in range(40)])
+    runs = store.claim(100)
+    held, settled = runs[0], []
+    with store.engine.connect() as other:
+        other.execute(
+            text(f"SELECT id FROM {store.table.name} WHERE id = {held.job_id} FOR UPDATE")
+        )
+        thread = threading.Thread(
+            target=lambda: settled.append(
+                store.settle([Attempt(r, 200, "HTTP 200", 0.1) for r in runs[1:4]])
+            ),
+            daemon=True,
+        )
+        thread.start()
+        thread.join(5)
+        done_while_held = bool(settled)
+        other.rollback()
+    thread.join(60)
+    assert done_while_held and settled == [[Outcome.DONE] * 3]
