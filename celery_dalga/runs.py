@@ -6,7 +6,7 @@ Every instant here is an aware UTC datetime; a Change's values are column values
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -78,16 +78,8 @@ class Policy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
-        return cls(
-            lease=settings.lease,
-            fixed_intervals=settings.fixed_intervals,
-            epsilon=settings.epsilon,
-            retry_interval=settings.retry_interval,
-            retry_multiplier=settings.retry_multiplier,
-            retry_max_interval=settings.retry_max_interval,
-            retry_stop_after=settings.retry_stop_after,
-            retry_jitter=settings.retry_jitter,
-        )
+        """The policy that settings describe (they share the field names)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after the failure that follows `attempts` earlier failures."""
