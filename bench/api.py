@@ -135,7 +135,7 @@ def main() -> None:
     try:
         print(f"  dalga import of {args.import_jobs} jobs", file=sys.stderr)
         figures.update(bulk_import(settings, args.import_jobs))
-        figures["import_rows_in_table"] = len(store.list(limit=1)) and store.status()["total"]
+        figures["import_rows_in_table"] = store.status()["total_jobs"]
     finally:
         store.drop_table()
     record("api", figures)

@@ -91,7 +91,7 @@ def run(
         )
         started, window = time.monotonic(), {}
         while time.monotonic() - started < timeout:
-            delivered = jobs - store.status()["total"]
+            delivered = jobs - store.status()["total_jobs"]
             meter.sample()
             peak_rss = [
                 max(r, tree_rss_mb(p.pid)) for r, p in zip(peak_rss, procs[1:-1], strict=True)

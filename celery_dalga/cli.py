@@ -9,31 +9,56 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from celery_dalga import __version__
 from celery_dalga.config import ConfigError, Settings, load_settings
-from celery_dalga.store import store_for
+from celery_dalga.store import TableError, store_for
 
 log = logging.getLogger("celery_dalga.cli")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dalga", description=__doc__)
-    p.add_argument("--config", "-config", metavar="FILE", help="INI file with a [dalga] section")
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """The options every form of the command takes, before or after the subcommand (the
+    subcommand's copy leaves a value given before it alone)."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--config",
+        "-config",
+        metavar="FILE",
+        help="celery-dalga's INI ([dalga]) or Dalga's dalga.ini / dalga.toml",
+        **keep,
+    )
     p.add_argument(
         "--create-table",
         "-create-table",
+        "--create-tables",
+        "-create-tables",
         action="store_true",
-        help="create the jobs table and exit (Dalga's spelling)",
+        help="create the tables and exit (Dalga's spellings)",
+        **keep,
     )
-    p.add_argument("--host", "-host", help="API listen address (default 127.0.0.1)")
-    p.add_argument("--port", "-port", type=int, help="API port (default 34006)")
+    p.add_argument("--host", "-host", help="API listen address (default 127.0.0.1)", **keep)
+    p.add_argument("--port", "-port", type=int, help="API port (default 34006)", **keep)
+    p.add_argument("--debug", "-debug", action="store_true", help="log at DEBUG", **keep)
+    p.add_argument(
+        "--version", "-version", action="version", version=f"dalga (celery-dalga) {__version__}"
+    )
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dalga", description=__doc__, parents=[_common(True)])
+    options = [_common(False)]
     sub = p.add_subparsers(dest="command")
-    sub.add_parser("create-table", help="create the jobs table if it is missing")
-    sub.add_parser("web", help="serve the HTTP API only")
-    load = sub.add_parser("import", help="schedule the jobs of a JSON-lines or CSV file")
-    load.add_argument("file", help="path, or - for standard input")
+    sub.add_parser("create-table", parents=options, help="create the tables if they are missing")
+    sub.add_parser("web", parents=options, help="serve the HTTP API only")
+    load = sub.add_parser("import", parents=options, help="schedule the jobs of a file")
+    load.add_argument("file", help="JSON lines or CSV; - for standard input")
     load.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file name")
     load.add_argument("--batch", type=int, default=5000, help="jobs per transaction")
-    run = sub.add_parser("run", help="HTTP API + beat + worker in one process (embedded default)")
+    run = sub.add_parser(
+        "run", parents=options, help="HTTP API + beat + worker in one process (the default)"
+    )
     run.add_argument("--concurrency", type=int, default=8, help="worker threads (default 8)")
     return p
 
@@ -54,8 +79,10 @@ def run_all(settings: Settings, concurrency: int) -> None:
     from celery import beat
 
     from celery_dalga.celery import make_app
+    from celery_dalga.instances import instance_for
     from celery_dalga.scheduler import Scheduler
 
+    instance_for(settings, "run")  # one instance: the API, beat and worker in one process
     app = make_app(settings)
     server = serve_web(settings)
     service = beat.Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
@@ -103,14 +130,17 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = load_settings(args.config, overrides=overrides)
-    except ConfigError as exc:
+        store_for(settings).create_table()
+    except (ConfigError, TableError) as exc:
         print(f"dalga: {exc}", file=sys.stderr)
         return 2
-    store_for(settings).create_table()
     if args.create_table or args.command == "create-table":
         print(f"table {settings.table!r} is ready")
         return 0

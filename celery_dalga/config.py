@@ -1,14 +1,20 @@
-"""One Settings object, read from defaults < INI file < DALGA_* environment < Celery keys."""
+"""One Settings object, read from defaults < config file < DALGA_* environment < Celery keys.
+
+The config file is celery-dalga's INI (a [dalga] section) or Dalga's own dalga.ini or
+dalga.toml (celery_dalga.dalga_config); Dalga's DALGA_<SECTION>_<KEY> variables are read too.
+"""
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from celery_dalga.dalga_config import DalgaConfigError, sections_from_env, settings_from_sections
 from celery_dalga.values import parse_bool
 
 ENV_PREFIX = "DALGA_"
@@ -37,6 +43,7 @@ class Settings:
     retry_max_interval: float = 600.0
     retry_stop_after: float = 0.0
     retry_jitter: bool = False
+    randomization_factor: float = 0.0
     fixed_intervals: bool = False
     epsilon: float = 0.0
     batch_size: int = 500
@@ -45,6 +52,8 @@ class Settings:
     batch_window: float = 0.1
     max_interval: float = 1.0
     max_body: int = 65535
+    publish_url: str = ""
+    publish_exchange: str = ""
 
     def __post_init__(self) -> None:
         rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
@@ -61,6 +70,8 @@ class Settings:
             raise ConfigError("batch_window must be between 0 and max_interval")
         if self.retry_multiplier < 1:
             raise ConfigError("retry_multiplier must be at least 1")
+        if not 0 <= self.randomization_factor <= 1:
+            raise ConfigError("randomization_factor must be between 0 and 1")
 
 
 def _convert(name: str, kind: type, value: Any) -> Any:
@@ -90,16 +101,14 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build Settings: defaults, then the INI file's [dalga] section, then env, then overrides."""
+    """Build Settings: defaults, then the config file, then Dalga's environment, then
+    celery-dalga's DALGA_* environment, then overrides."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
     config_file = config_file or env.get("DALGA_CONFIG")
     if config_file:
-        parser = configparser.ConfigParser()
-        if not parser.read(config_file):
-            raise ConfigError(f"cannot read config file {config_file}")
-        if parser.has_section("dalga"):
-            values.update(_typed(dict(parser["dalga"]), config_file))
+        values.update(_from_file(config_file))
+    values.update(_dalga(sections_from_env(env), "the environment"))
     names = {f.name for f in fields(Settings)}
     from_env = {
         k[len(ENV_PREFIX) :].lower(): v
@@ -109,6 +118,43 @@ def load_settings(
     values.update(_typed(from_env, "environment"))
     values.update(_typed(dict(overrides or {}), "overrides"))
     return Settings(**values)
+
+
+def _from_file(name: str) -> dict[str, Any]:
+    """The values of a config file: TOML when it is named *.toml, else INI (gcfg's dialect:
+    ; and # comments, values optionally in double quotes)."""
+    try:
+        if name.endswith(".toml"):
+            with open(name, "rb") as file:
+                sections = tomllib.load(file)
+        else:
+            parser = configparser.ConfigParser(
+                interpolation=None, inline_comment_prefixes=(";", "#")
+            )
+            if not parser.read(name):
+                raise ConfigError(f"cannot read config file {name}")
+            sections = {
+                section: {k: _unquote(v) for k, v in parser[section].items()}
+                for section in parser.sections()
+            }
+    except (OSError, tomllib.TOMLDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"cannot read config file {name}: {exc}") from None
+    ours = {k: v for k, v in sections.items() if k.lower() == "dalga"}
+    values = _dalga({k: v for k, v in sections.items() if k.lower() != "dalga"}, name)
+    for section in ours.values():
+        values.update(_typed(dict(section), name))
+    return values
+
+
+def _unquote(value: str) -> str:
+    return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+
+
+def _dalga(sections: Mapping[str, Mapping[str, Any]], source: str) -> dict[str, Any]:
+    try:
+        return settings_from_sections(sections, source)
+    except DalgaConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def settings_for(app: Any) -> Settings:

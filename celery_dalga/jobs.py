@@ -73,6 +73,7 @@ def new_job_columns(spec: JobSpec, first_sched: datetime, now: datetime) -> dict
         "path": spec.path,
         "body": spec.body,
         **schedule_columns(spec.schedule),
+        "exchange": spec.exchange,
         "enabled": True,
         "next_sched": first,
         "triggered_at": None,
@@ -97,11 +98,13 @@ class Job:
     repeat: str | None
     location: str
     one_off: bool
+    exchange: str | None
     enabled: bool
     next_run: datetime | None
     next_sched: datetime | None
     triggered_at: datetime | None
     token: str | None
+    instance_id: int | None
     attempts: int
     success_count: int
     error_count: int
@@ -131,11 +134,13 @@ class Job:
             repeat=m["repeat"],
             location=m["location"],
             one_off=bool(m["one_off"]),
+            exchange=m["exchange"],
             enabled=bool(m["enabled"]),
             next_run=aware(m["next_run"]),
             next_sched=aware(m["next_sched"]),
             triggered_at=aware(m["triggered_at"]),
             token=m["token"],
+            instance_id=m["instance_id"],
             attempts=m["attempts"],
             success_count=m["success_count"],
             error_count=m["error_count"],
@@ -157,6 +162,8 @@ class Run:
     sched: datetime
     token: str
     manual: bool = False
+    exchange: str | None = None  # publish to this AMQP exchange instead of calling HTTP
+    expires: float | None = None  # seconds the published message lives (the job's interval)
 
     @property
     def task_id(self) -> str:

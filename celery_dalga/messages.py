@@ -87,6 +87,7 @@ def run_task(run: Run) -> Task:
             "key": run.key,
             "token": run.token,
             "manual": run.manual,
+            **({"exchange": run.exchange, "expires": run.expires} if run.exchange else {}),
         },
         f"{{'path': {run.path!r}, 'body': {_cut(run.body)!r}, "
         f"'{kind}': '{run.sched.isoformat()}'}}",
@@ -95,7 +96,8 @@ def run_task(run: Run) -> Task:
 
 def batch_task(runs: list[Run], index: int) -> Task:
     """An http_callbacks task: the claim's token and, per run, [job_id, path, body, instant,
-    manual]. Flower shows how many runs it carries and the first few."""
+    manual] (and [exchange, expires] for a run that publishes to AMQP). Flower shows how many
+    runs it carries and the first few."""
     token = runs[0].token
     shown = [f"{_cut(r.path, 60)} {_cut(r.body, 40)}" for r in runs[:SHOWN]]
     return Task(
@@ -103,7 +105,11 @@ def batch_task(runs: list[Run], index: int) -> Task:
         f"dalga-{token}-{index}",
         {
             "token": token,
-            "runs": [[r.job_id, r.path, r.body, r.sched.isoformat(), r.manual] for r in runs],
+            "runs": [
+                [r.job_id, r.path, r.body, r.sched.isoformat(), r.manual]
+                + ([r.exchange, r.expires] if r.exchange else [])
+                for r in runs
+            ],
         },
         f"{{'runs': {len(runs)}, 'first': {shown!r}, 'sched': '{runs[0].sched.isoformat()}'}}",
     )
@@ -114,8 +120,17 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
     if name == BATCH_TASK_NAME:
         token = kwargs["token"]
         return [
-            Run(job_id, job_key(path, body), path, body, datetime.fromisoformat(at), token, manual)
-            for job_id, path, body, at, manual in kwargs["runs"]
+            Run(
+                job_id,
+                job_key(path, body),
+                path,
+                body,
+                datetime.fromisoformat(at),
+                token,
+                manual,
+                *publish,
+            )
+            for job_id, path, body, at, manual, *publish in kwargs["runs"]
         ]
     return [
         Run(
@@ -126,6 +141,8 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
             datetime.fromisoformat(kwargs["sched"]),
             kwargs["token"],
             kwargs.get("manual", False),
+            kwargs.get("exchange"),
+            kwargs.get("expires"),
         )
     ]
 

@@ -75,6 +75,7 @@ class Policy:
     retry_max_interval: float = 600.0
     retry_stop_after: float = 0.0
     retry_jitter: bool = False
+    randomization_factor: float = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -96,8 +97,12 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
     """A claimed due row: the run to send (a manual one when a trigger is what is due), or
     what to write instead of sending anything."""
     sched, triggered = job.next_sched, job.triggered_at
+    interval = job.schedule.interval
+    expires = interval.approx().total_seconds() if interval and not job.one_off else None
     if triggered is not None and (not job.enabled or sched is None or sched > now):
-        return Run(job.id, job.key, job.path, job.body, triggered, token, manual=True)
+        return Run(
+            job.id, job.key, job.path, job.body, triggered, token, True, job.exchange, expires
+        )
     if not job.enabled or sched is None:
         return Change(Outcome.RELEASED, {"token": None, "next_run": None, "attempts": 0})
     if policy.epsilon and not job.one_off and now - sched > timedelta(seconds=policy.epsilon):
@@ -106,7 +111,7 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
             return Change(Outcome.SKIPPED, delete=True)
         values = {"token": None, "next_sched": nxt, "next_run": nxt, "attempts": 0}
         return Change(Outcome.SKIPPED, values)
-    return Run(job.id, job.key, job.path, job.body, sched, token)
+    return Run(job.id, job.key, job.path, job.body, sched, token, False, job.exchange, expires)
 
 
 def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) -> Change:
@@ -119,12 +124,17 @@ def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) 
 
 
 def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
-    """200: the next slot (or delete a one-off job); 204: delete. A schedule replaced while
-    the run was in flight is kept as it is; a trigger that came meanwhile makes the job due."""
+    """200: the next slot (or delete a one-off job); 204: delete. Intervals that are not fixed
+    count from the answer, spread by randomization_factor as Dalga does. A schedule replaced
+    while the run was in flight is kept as it is; a trigger that came meanwhile makes the job
+    due."""
     run = attempt.run
     nxt = job.next_sched
     if not run.manual and job.next_sched == run.sched:
-        nxt = job.schedule.next(run.sched, now, policy.fixed_intervals)
+        schedule = job.schedule
+        nxt = schedule.next(run.sched, now, policy.fixed_intervals)
+        if nxt is not None and schedule.interval and not policy.fixed_intervals:
+            nxt = schedules.randomized(now, nxt, policy.randomization_factor)
     if attempt.status == 204 or nxt is None:
         return Change(Outcome.DELETED, delete=True)
     pending_trigger = job.triggered_at
@@ -171,18 +181,19 @@ def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
 
 
 def on_enabled(job: Job, enabled: bool, now: datetime, policy: Policy) -> dict[str, Any]:
-    """Pause or resume. A run in flight keeps its lease (it finishes, then the change shows);
-    pausing an idle job keeps only a pending trigger; resuming schedules the next slot from
-    now (a slot that is still ahead is kept)."""
+    """Pause or resume, as Dalga's DisableJob and EnableJob do. A run in flight keeps its
+    lease (it finishes, then the change shows); pausing an idle job keeps only a pending
+    trigger. Resuming makes the job due at its scheduled instant, at once if that has passed
+    (one catch-up run), unless intervals are fixed: then missed slots are skipped."""
     values: dict[str, Any] = {"enabled": enabled}
     if job.running:
         return values
     if not enabled:
         values["next_run"] = job.triggered_at
     elif not job.enabled:
-        nxt = job.next_sched
-        if nxt is None or nxt < now:
-            nxt = job.schedule.next(nxt or now, now, policy.fixed_intervals) or now
+        nxt = job.next_sched or now
+        if policy.fixed_intervals and nxt < now:
+            nxt = job.schedule.next(nxt, now, fixed_rate=True) or now
         values["next_sched"] = nxt
         values["next_run"] = min(nxt, job.triggered_at) if job.triggered_at else nxt
     return values

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from celery_dalga import messages
 from celery_dalga.config import settings_for
+from celery_dalga.instances import Instance, instance_for
 from celery_dalga.jobs import Run
 from celery_dalga.store import Store, store_for
 
@@ -27,12 +28,20 @@ class Scheduler(beat.Scheduler):
     def __init__(self, app: Any, *args: Any, **kwargs: Any):
         self.settings = settings_for(app)
         self.store: Store | None = None
+        self.instance: Instance | None = None
         kwargs["max_interval"] = kwargs.get("max_interval") or self.settings.max_interval
         super().__init__(app, *args, **kwargs)
 
     def setup_schedule(self) -> None:
         self.store = store_for(self.settings)
         self.store.create_table()
+        self.instance = instance_for(self.settings, "beat")
+
+    def close(self) -> None:
+        """Deregister this beat's instance as beat stops."""
+        if self.instance is not None:
+            self.instance.stop()
+        super().close()
 
     def install_default_entries(self, data: Any) -> None:
         """No built-in periodic tasks: this scheduler serves only the jobs table."""
@@ -53,7 +62,7 @@ class Scheduler(beat.Scheduler):
             self.setup_schedule()
         batch = self.settings.batch_size
         try:
-            runs = self.store.claim(batch)
+            runs = self.store.claim(batch, self.instance.id if self.instance else None)
             self.publish(runs)
             if len(runs) == batch:
                 return 0.0

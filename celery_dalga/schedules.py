@@ -235,6 +235,13 @@ class Schedule:
         return slot
 
 
+def randomized(now: datetime, nxt: datetime, factor: float) -> datetime:
+    """Dalga's randomizationFactor: the wait from now to nxt, moved uniformly within
+    ±factor of itself (so a million jobs that ran together drift apart)."""
+    wait = nxt - now
+    return now + wait * random.uniform(1 - factor, 1 + factor) if factor else nxt
+
+
 def retry_delay(
     retries: int, first: float, multiplier: float, maximum: float, jitter: bool = False
 ) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,7 +12,17 @@ from celery_dalga import schedules
 from celery_dalga.schedules import Schedule, ScheduleError
 from celery_dalga.values import parse_bool
 
-PARAMETERS = ("interval", "cron", "schedule", "first-run", "one-off", "immediate", "location")
+PARAMETERS = (
+    "interval",
+    "cron",
+    "schedule",
+    "first-run",
+    "one-off",
+    "immediate",
+    "location",
+    "exchange",
+)
+EXCHANGE = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 MAX_PATH = 255
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -34,6 +45,7 @@ class JobSpec:
     schedule: Schedule
     first_run: datetime | None = None
     immediate: bool = False
+    exchange: str | None = None  # publish to this AMQP exchange instead of calling HTTP
 
     def first_sched(self, now: datetime) -> datetime:
         """When the first run is due, given the current time."""
@@ -73,8 +85,12 @@ def _field(params: Mapping[str, str], name: str, parse):
 def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 65535) -> JobSpec:
     """Check Dalga's parameters (query string or form) and return the JobSpec they describe."""
     check_key(path, body, max_body)
+    params = dict(params)
+    exchange = params.pop("exchange", None)
+    if exchange is not None and not EXCHANGE.match(exchange):
+        raise InvalidParameter("exchange", "an AMQP exchange name: letters, digits, . _ : -")
     schedule, first_run, immediate = _parse_params(tuple(sorted(params.items())))
-    return JobSpec(path, body, schedule, first_run, immediate)
+    return JobSpec(path, body, schedule, first_run, immediate, exchange)
 
 
 @lru_cache(maxsize=4096)

@@ -37,6 +37,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    insert,
     inspect,
     literal_column,
     select,
@@ -53,12 +54,13 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 from celery_dalga import runs as protocol
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
-from celery_dalga.runs import Attempt, Change, Outcome, Policy
+from celery_dalga.runs import RETRY_WAIT, Attempt, Change, Outcome, Policy
 from celery_dalga.spec import JobSpec
 
 log = logging.getLogger(__name__)
 
 CLOCK_SAMPLE_SECONDS = 5.0
+STALE = timedelta(minutes=1)  # an instance not heard of for this long is gone (as in Dalga)
 
 Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -78,11 +80,13 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("repeat", String(255)),
         Column("location", String(64), nullable=False, default="UTC"),
         Column("one_off", Boolean, nullable=False, default=False),
+        Column("exchange", String(255)),
         Column("enabled", Boolean, nullable=False, default=True),
         Column("next_run", Instant, index=True),
         Column("next_sched", Instant),
         Column("triggered_at", Instant),
         Column("token", String(32)),
+        Column("instance_id", BigInteger),
         Column("attempts", Integer, nullable=False, default=0, server_default="0"),
         Column("success_count", Integer, nullable=False, default=0),
         Column("error_count", Integer, nullable=False, default=0),
@@ -93,6 +97,25 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("created_at", Instant),
         Index(f"ix_{name}_path_id", "path", "id"),
     )
+
+
+def make_instances_table(metadata: MetaData, name: str) -> Table:
+    """The processes serving a jobs table, each with its last heartbeat (Dalga's
+    <table>_instances, with what each process is)."""
+    return Table(
+        f"{name}_instances",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("kind", String(16), nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("started_at", Instant, nullable=False),
+        Column("updated_at", Instant, nullable=False, index=True),
+    )
+
+
+class TableError(RuntimeError):
+    """The table exists but is not a celery-dalga jobs table."""
 
 
 MYSQL_TRANSIENT = {1213, 1205}  # deadlock found; lock wait timeout
@@ -156,7 +179,9 @@ class Store:
 
     def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
         self.engine = engine
-        self.table = make_table(MetaData(), table)
+        metadata = MetaData()
+        self.table = make_table(metadata, table)
+        self.instances = make_instances_table(metadata, table)
         self.policy = policy or Policy()
         self.clock: Callable[[], datetime] | None = None
         self._clock_sample: tuple[datetime, float] | None = None
@@ -193,8 +218,16 @@ class Store:
             return self._database_clock(own)
 
     def create_table(self) -> None:
-        """Create the table and its indexes if they are missing, and add the columns that
-        a table made by an earlier version lacks."""
+        """Create the tables (jobs and instances) and their indexes if they are missing, and
+        add the columns that a jobs table made by an earlier version lacks."""
+        inspector = inspect(self.engine)
+        if inspector.has_table(self.table.name):
+            present = {c["name"] for c in inspector.get_columns(self.table.name)}
+            if "job_key" not in present:
+                raise TableError(
+                    f"table {self.table.name!r} is not a celery-dalga jobs table (it has no "
+                    "job_key column: Dalga's own table?); give DALGA_TABLE another name"
+                )
         self.table.metadata.create_all(self.engine, checkfirst=True)
         present = {c["name"] for c in inspect(self.engine).get_columns(self.table.name)}
         missing = [c for c in self.table.columns if c.name not in present]
@@ -204,7 +237,7 @@ class Store:
                 conn.execute(text(f"ALTER TABLE {self.table.name} ADD COLUMN {added}"))
 
     def drop_table(self) -> None:
-        """Drop the table (tests and benchmarks clean up with it)."""
+        """Drop the tables (tests and benchmarks clean up with it)."""
         self.table.metadata.drop_all(self.engine, checkfirst=True)
 
     # -- the HTTP interface ---------------------------------------------------
@@ -270,7 +303,8 @@ class Store:
     def _upsert(self, source: Any = None) -> Any:
         """INSERT-or-UPDATE on job_key, one atomic statement, of the given rows or of `source`
         (a SELECT whose columns are named after the table's). An update replaces the schedule
-        columns, and next_run too unless a run holds the row (then it keeps its lease)."""
+        columns, and next_run too unless a run holds the row (then it keeps its lease) or a
+        trigger is pending (then the trigger's run comes first)."""
         t = self.table
         if self.engine.dialect.name in ("mysql", "mariadb"):
             stmt = mysql.insert(t)
@@ -282,7 +316,11 @@ class Store:
         if source is not None:
             stmt = stmt.from_select(list(source.selected_columns.keys()), source)
         changes = {name: new[name] for name in SCHEDULE_COLUMNS}
-        changes["next_run"] = case((t.c.token.is_not(None), t.c.next_run), else_=new.next_run)
+        changes["next_run"] = case(
+            (t.c.token.is_not(None), t.c.next_run),
+            (t.c.triggered_at < new.next_run, t.c.triggered_at),
+            else_=new.next_run,
+        )
         if self.engine.dialect.name in ("mysql", "mariadb"):
             return stmt.on_duplicate_key_update(**changes)
         return stmt.on_conflict_do_update(index_elements=[t.c.job_key], set_=changes)
@@ -332,46 +370,107 @@ class Store:
             return Job.from_mapping(self._select_key(conn, key)._mapping)
 
     @rerun_transient
-    def list(self, path: str | None = None, after: int = 0, limit: int = 100) -> list[Job]:
-        """Jobs in id order after the cursor `after`, optionally only those with this path."""
+    def page(
+        self,
+        path: str | None = None,
+        sort_by: str = "insert-order",
+        reverse: bool = False,
+        after: tuple[Any, ...] | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """A page of jobs, optionally only those with this path, in insert order (by id) or in
+        next-sched order (by next_sched, then id), after the keyset `after`: the last job's
+        (id,) or (next_sched, id) on the page before."""
         t = self.table
-        query = select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)
+        keys = (t.c.id,) if sort_by == "insert-order" else (t.c.next_sched, t.c.id)
+        query = select(t).order_by(*(k.desc() if reverse else k for k in keys)).limit(limit)
         if path is not None:
             query = query.where(t.c.path == path)
+        if after is not None:
+            last = tuple(naive(v) if isinstance(v, datetime) else v for v in after)
+            row = tuple_(*keys)
+            query = query.where(row < last if reverse else row > last)
         with self.engine.connect() as conn:
             return [Job.from_mapping(r._mapping) for r in conn.execute(query)]
 
     @rerun_transient
-    def status(self) -> dict[str, Any]:
-        """Totals, runs in flight, due runs waiting, and how late the oldest due run is."""
-        t = self.table
+    def status(self, instance_id: int | None = None) -> dict[str, Any]:
+        """Dalga's status (totals, runs in flight, due runs, live instances, the lag of the
+        oldest due run in whole seconds) and celery-dalga's (paused jobs, the lag exactly)."""
+        t, now = self.table, self.now()
+        in_flight = (t.c.token.is_not(None), t.c.token != RETRY_WAIT, t.c.next_run > naive(now))
+        mine = t.c.instance_id == instance_id
         with self.engine.connect() as conn:
-            now = self.now(conn)
             total, disabled = conn.execute(
                 select(func.count(), func.coalesce(func.sum(_int(~t.c.enabled)), 0))
             ).one()
-            running = conn.execute(
-                select(func.count()).where(t.c.token.is_not(None), t.c.next_run > naive(now))
-            ).scalar_one()
+            running, running_here = conn.execute(
+                select(func.count(), func.coalesce(func.sum(_int(mine)), 0)).where(*in_flight)
+            ).one()
             pending, oldest = conn.execute(
                 select(func.count(), func.min(t.c.next_run)).where(t.c.next_run <= naive(now))
             ).one()
+            instances = conn.execute(
+                select(func.count()).where(self.instances.c.updated_at >= naive(now - STALE))
+            ).scalar_one()
         lag = (now - aware(oldest)).total_seconds() if oldest else 0.0
         return {
-            "total": total,
-            "disabled": int(disabled),
-            "running": running,
-            "pending": pending,
-            "lag": round(lag, 3),
+            "instance_id": instance_id,
+            "instance_running_jobs": int(running_here),
+            "running_jobs": running,
+            "total_jobs": total,
+            "pending_jobs": pending,
+            "total_instances": instances,
+            "lag": int(lag),
+            "disabled_jobs": int(disabled),
+            "lag_seconds": round(lag, 3),
             "now": now.isoformat(),
         }
+
+    @rerun_transient
+    def heartbeat(self, instance_id: int, kind: str, host: str, pid: int) -> None:
+        """Say that this instance is alive, and forget those not heard of for STALE."""
+        t, now = self.instances, naive(self.now())
+        row = {"id": instance_id, "kind": kind, "host": host, "pid": pid}
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                update(t).where(t.c.id == instance_id).values(updated_at=now)
+            ).rowcount
+            if not found:
+                conn.execute(insert(t).values(**row, started_at=now, updated_at=now))
+            conn.execute(delete(t).where(t.c.updated_at < now - STALE))
+
+    @rerun_transient
+    def forget_instance(self, instance_id: int) -> None:
+        """This instance is stopping."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(self.instances).where(self.instances.c.id == instance_id))
+
+    @rerun_transient
+    def live_instances(self) -> list[dict[str, Any]]:
+        """The instances heard of within STALE, oldest first."""
+        t = self.instances
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t)
+                .where(t.c.updated_at >= naive(self.now() - STALE))
+                .order_by(t.c.started_at)
+            )
+            return [
+                {
+                    **row._mapping,
+                    "started_at": aware(row.started_at),
+                    "updated_at": aware(row.updated_at),
+                }
+                for row in rows
+            ]
 
     # -- the run protocol -----------------------------------------------------
 
     @rerun_transient
-    def claim(self, limit: int) -> list[Run]:
-        """Take up to `limit` due rows, give those to send one fresh token and a lease, settle
-        the others (runs.on_due); return the runs to send."""
+    def claim(self, limit: int, instance_id: int | None = None) -> list[Run]:
+        """Take up to `limit` due rows, give those to send one fresh token, a lease and the
+        claiming instance, settle the others (runs.on_due); return the runs to send."""
         t = self.table
         with self.engine.begin() as conn:
             now = self.now(conn)
@@ -403,7 +502,11 @@ class Store:
                 conn.execute(
                     update(t)
                     .where(t.c.id.in_([r.job_id for r in sent]))
-                    .values(token=token, next_run=naive(now + timedelta(seconds=self.policy.lease)))
+                    .values(
+                        token=token,
+                        instance_id=instance_id,
+                        next_run=naive(now + timedelta(seconds=self.policy.lease)),
+                    )
                 )
             self._apply(conn, changes)
         return sent
@@ -523,9 +626,9 @@ SCHEDULE_COLUMNS = (
     "repeat",
     "location",
     "one_off",
+    "exchange",
     "enabled",
     "next_sched",
-    "triggered_at",
 )
 
 

@@ -4,15 +4,22 @@ record the outcomes. `http_callback` carries one run, `http_callbacks` many (mes
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from celery import Task, shared_task
-from celery.signals import worker_process_init
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
-from celery_dalga import http
+from celery_dalga import http, instances, publishing
 from celery_dalga.config import Settings, settings_for
+from celery_dalga.instances import instance_for
 from celery_dalga.jobs import Run
 from celery_dalga.messages import BATCH_TASK_NAME, TASK_NAME, runs_of
 from celery_dalga.runs import Attempt, Outcome
@@ -28,14 +35,16 @@ def callback_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + "/" + path.lstrip("/")
 
 
-def callback_post(settings: Settings, run: Run) -> http.Post:
-    """The POST of a run: its body, Dalga-Sched (the instant it serves) and Idempotency-Key."""
+def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
+    """The POST of a run: its body, Dalga-Sched (the instant it serves), Dalga-Instance (this
+    process) and Idempotency-Key."""
     return http.Post(
         callback_url(settings.base_url, run.path),
         run.body.encode(),
         (
             "Content-Type: text/plain; charset=utf-8",
             "Dalga-Sched: " + run.sched.isoformat().replace("+00:00", "Z"),
+            f"Dalga-Instance: {instance_id}",
             "Idempotency-Key: " + run.idempotency_key,
         ),
     )
@@ -43,7 +52,8 @@ def callback_post(settings: Settings, run: Run) -> http.Post:
 
 def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
     """Deliver runs: drop those whose rows no longer carry their tokens (one read), POST the
-    others concurrently, and settle all the answers in one transaction."""
+    others concurrently (or publish those bound for an AMQP exchange), and settle all the
+    answers in one transaction."""
     store = store_for(settings)
     rounds = -(-len(runs) // settings.callback_concurrency)  # POSTs waiting for a free slot
     ours = store.fence(runs, keep=settings.callback_timeout * rounds + LEASE_SPARE)
@@ -51,16 +61,42 @@ def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
     for run in runs:
         if run.job_id not in held:
             log.info("dropped stale delivery path=%s sched=%s", run.path, run.sched.isoformat())
+    me = instance_for(settings).id
+    published = [run for run in ours if run.exchange or settings.publish_exchange]
+    posted = [run for run in ours if not (run.exchange or settings.publish_exchange)]
     client = http.client(settings.callback_concurrency)
-    answers = client.post_all([callback_post(settings, r) for r in ours], settings.callback_timeout)
+    answers = dict(
+        zip(
+            posted,
+            client.post_all(
+                [callback_post(settings, run, me) for run in posted], settings.callback_timeout
+            ),
+            strict=True,
+        )
+    )
+    if published:
+        answers.update(zip(published, publish(settings, published, me), strict=True))
     attempts = [
-        Attempt(run, a.status, a.error, a.seconds, a.ended)
-        for run, a in zip(ours, answers, strict=True)
+        Attempt(
+            run, answers[run].status, answers[run].error, answers[run].seconds, answers[run].ended
+        )
+        for run in ours
     ]
     outcomes = store.settle(attempts)
     for attempt, outcome in zip(attempts, outcomes, strict=True):
         _log_attempt(attempt, outcome)
     return [Outcome.STALE] * (len(runs) - len(ours)) + outcomes
+
+
+def publish(settings: Settings, runs: list[Run], instance_id: int) -> list[http.Answer]:
+    """Publish runs to their AMQP exchanges (celery_dalga.publishing)."""
+    url = publishing.publish_url(settings)
+    if not url:
+        error = "no AMQP broker to publish to: set DALGA_PUBLISH_URL"
+        return [http.Answer(None, error, 0.0, time.monotonic()) for _ in runs]
+    return publishing.publisher(url).publish_all(
+        runs, settings.publish_exchange, settings.callback_timeout, instance_id
+    )
 
 
 def _log_attempt(attempt: Attempt, outcome: Outcome) -> None:
@@ -109,9 +145,12 @@ def http_callback(
     key: str,
     token: str,
     manual: bool = False,
+    exchange: str | None = None,
+    expires: float | None = None,
 ) -> str:
     """Deliver one run (a task of one run, or a message queued by an earlier version)."""
-    run = Run(job_id, key, path, body, datetime.fromisoformat(sched), token, manual)
+    when = datetime.fromisoformat(sched)
+    run = Run(job_id, key, path, body, when, token, manual, exchange, expires)
     (outcome,) = deliver(settings_for(self.app), [run])
     log.info("callback path=%s sched=%s outcome=%s", path, sched, outcome)
     return str(outcome)
@@ -119,6 +158,21 @@ def http_callback(
 
 @worker_process_init.connect(weak=False)
 def _reset_after_fork(**_: Any) -> None:
-    """A forked pool child must not reuse the parent's database connections or sockets."""
+    """A forked pool child must not reuse the parent's database connections, sockets or
+    instance: it registers as an instance of its own when it first delivers."""
     store_for.cache_clear()
     http.forget_clients()
+    publishing.forget_publishers()
+    instances.forget_after_fork()
+
+
+@worker_ready.connect(weak=False)
+def _register_worker(sender: Any = None, **_: Any) -> None:
+    """A worker is an instance from the moment it is ready, before its first delivery."""
+    instance_for(settings_for(sender.app), "worker")
+
+
+@worker_process_shutdown.connect(weak=False)
+@worker_shutdown.connect(weak=False)
+def _deregister(**_: Any) -> None:
+    instances.stop_all()

@@ -5,12 +5,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 
-if ! pkg-config --exists mysqlclient 2>/dev/null; then
-    echo "installing default-libmysqlclient-dev and pkg-config (mysqlclient builds against them)"
-    sudo_cmd=""
+apt_install() {  # Debian packages, as root or through sudo
+    local sudo_cmd=""
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq default-libmysqlclient-dev pkg-config gcc
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "$@"
+}
+
+if ! pkg-config --exists mysqlclient 2>/dev/null; then
+    echo "installing default-libmysqlclient-dev and pkg-config (mysqlclient builds against them)"
+    apt_install default-libmysqlclient-dev pkg-config gcc
+fi
+
+if [ "$extras" = dev ] && ! command -v go >/dev/null; then
+    echo "installing golang-go (tests/dalga_client, Dalga's Go client, is built with it)"
+    apt_install golang-go
 fi
 
 python=${PYTHON:-python3.11}

@@ -1,8 +1,12 @@
 """The HTTP API on a real MariaDB table: every route, and bad input that changes nothing."""
 
+import json
+from urllib.parse import quote
+
 import pytest
 from helpers import settings_on, unique_table
 
+from celery_dalga import instances
 from celery_dalga.store import store_for
 from webapi import create_app
 
@@ -15,29 +19,38 @@ def api(mariadb_url):
     client = create_app(settings, store).test_client()
     client.store = store
     yield client
+    instances.stop_all()
     store.drop_table()
 
 
-def test_put_returns_201_with_the_committed_job(api):
+def test_put_returns_201_with_the_committed_job_in_dalgas_fields_first(api):
     resp = api.put("/jobs/check_feed/1234?interval=60")
-    assert resp.status_code == 201
+    assert resp.status_code == 201 and resp.mimetype == "application/json"
     job = resp.get_json()
-    assert (job["path"], job["body"], job["interval"], job["location"]) == (
-        "check_feed",
-        "1234",
-        60,
-        "UTC",
-    )
+    dalga = ["path", "body", "interval", "location", "next_run", "next_sched", "instance_id"]
+    assert list(json.loads(resp.data))[:7] == dalga
+    assert [job[k] for k in dalga[:4]] == ["check_feed", "1234", "PT60S", "UTC"]
     assert job["next_run"] == job["next_sched"] and job["next_run"].endswith("Z")
+    assert job["instance_id"] is None
     assert api.store.get("check_feed", "1234") is not None
     assert api.get("/jobs/check_feed/1234").get_json() == job
 
 
-def test_put_takes_form_parameters_and_iso_intervals(api):
+def test_intervals_and_times_are_written_as_dalga_writes_them(api):
     resp = api.put("/jobs/reports/daily", data={"interval": "P1D", "location": "Europe/Istanbul"})
     assert resp.status_code == 201
-    assert resp.get_json()["interval"] == "P1D"
-    assert api.put("/jobs/reports/5m?interval=PT5M").get_json()["interval"] == 300
+    job = resp.get_json()
+    assert job["interval"] == "P1D" and job["next_sched"].endswith("+03:00")
+    assert api.put("/jobs/reports/5m?interval=PT5M").get_json()["interval"] == "PT5M"
+    once = api.put("/jobs/remind/1?one-off=true&interval=60").get_json()
+    assert once["interval"] == "P0D"
+    assert api.put("/jobs/cron/1?cron=0+9+*+*+*").get_json()["interval"] == ""
+
+
+def test_a_running_job_shows_the_instance_that_claimed_it(api):
+    api.put("/jobs/a/b?interval=60&immediate=true")
+    api.store.claim(10, instance_id=4294967295)
+    assert api.get("/jobs/a/b").get_json()["instance_id"] == 4294967295
 
 
 def test_nested_paths_and_percent_encoded_bodies(api):
@@ -51,10 +64,11 @@ def test_get_missing_is_404_json(api):
     assert resp.status_code == 404 and resp.get_json() == {"error": "job not found"}
 
 
-def test_delete_is_204_then_404(api):
+def test_delete_is_204_also_when_the_job_is_gone_as_in_dalga(api):
     api.put("/jobs/a/b?interval=60")
     assert api.delete("/jobs/a/b").status_code == 204
-    assert api.delete("/jobs/a/b").status_code == 404
+    assert api.get("/jobs/a/b").status_code == 404
+    assert api.delete("/jobs/a/b").status_code == 204
 
 
 def test_post_triggers_a_run_without_changing_the_schedule(api):
@@ -71,12 +85,17 @@ def test_patch_disables_and_enables(api):
     off = api.patch("/jobs/a/b?disable=true")
     assert off.status_code == 200 and off.get_json()["enabled"] is False
     assert off.get_json()["next_run"] is None
+    api.put("/jobs/a/running?interval=60&immediate=true")
+    api.store.claim(10)
+    assert api.patch("/jobs/a/running?disable=true").get_json()["next_run"] is None
     on = api.patch("/jobs/a/b?enable=yes")
     assert on.status_code == 200 and on.get_json()["enabled"] is True and on.get_json()["next_run"]
     assert api.patch("/jobs/a/missing?enable=true").status_code == 404
 
 
-@pytest.mark.parametrize("query", ["", "?disable=maybe", "?disable=true&enable=true", "?paused=1"])
+@pytest.mark.parametrize(
+    "query", ["", "?disable=maybe", "?disable=", "?disable=true&enable=true", "?paused=1"]
+)
 def test_patch_needs_exactly_one_switch(api, query):
     api.put("/jobs/a/b?interval=60")
     resp = api.patch("/jobs/a/b" + query)
@@ -94,18 +113,70 @@ def test_list_is_keyset_paginated_and_filters_by_path(api):
     assert [j["body"] for j in api.get("/jobs?path=y").get_json()["jobs"]] == ["3", "4"]
 
 
-@pytest.mark.parametrize("query", ["?limit=0", "?limit=abc", "?after=-1", "?page=2"])
+def test_dalgas_listing_with_sort_by_reverse_limit_and_continue(api):
+    for i, interval in enumerate([50, 10, 40, 20, 30]):
+        api.put(f"/jobs/{'x' if i % 2 else 'y'}/{i}?interval={interval}")
+    pages, url = [], "/jobs?sort-by=next-sched&limit=2"
+    while True:
+        page = api.get(url).get_json()
+        if not page["jobs"]:
+            assert page["cursor"] == ""
+            break
+        pages.append([j["body"] for j in page["jobs"]])
+        url = f"/jobs/continue?cursor={quote(page['cursor'])}"
+    assert pages == [["1", "3"], ["4", "2"], ["0"]]
+    backwards = api.get("/jobs?reverse=true&limit=3").get_json()
+    assert [j["body"] for j in backwards["jobs"]] == ["4", "3", "2"]
+    more = api.get(f"/jobs/continue?cursor={quote(backwards['cursor'])}").get_json()
+    assert [j["body"] for j in more["jobs"]] == ["1", "0"]
+    by_path = api.get("/jobs?path=x&sort-by=insert-order&limit=1").get_json()
+    after = api.get(f"/jobs/continue?cursor={quote(by_path['cursor'])}").get_json()
+    assert [j["body"] for j in by_path["jobs"] + after["jobs"]] == ["1", "3"]
+    assert len(api.get("/jobs?limit=0").get_json()["jobs"]) == 5  # 0: the largest page
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?limit=abc",
+        "?limit=-1",
+        "?after=-1",
+        "?page=2",
+        "?sort-by=name",
+        "?reverse=sideways",
+        "?sort-by=next-sched&after=3",
+    ],
+)
 def test_list_rejects_bad_arguments(api, query):
     resp = api.get("/jobs" + query)
     assert resp.status_code == 400 and resp.get_json()["error"]
 
 
-def test_status_reports_totals(api):
+@pytest.mark.parametrize("cursor", ["", "not-base64!", "bm90IGpzb24=", "e30=", "W10="])
+def test_continue_rejects_cursors_it_did_not_give(api, cursor):
+    resp = api.get(f"/jobs/continue?cursor={cursor}")
+    assert resp.status_code == 400 and resp.get_json()["parameter"] == "cursor"
+
+
+def test_status_in_dalgas_fields(api):
     api.put("/jobs/a/1?interval=60&immediate=true")
     api.put("/jobs/a/2?interval=60")
     status = api.get("/status").get_json()
-    assert status["total"] == 2 and status["pending"] == 1 and status["running"] == 0
-    assert status["lag"] >= 0
+    assert {k: status[k] for k in ("total_jobs", "pending_jobs", "running_jobs")} == {
+        "total_jobs": 2,
+        "pending_jobs": 1,
+        "running_jobs": 0,
+    }
+    assert isinstance(status["lag"], int) and status["lag_seconds"] >= 0
+    assert 0 <= status["instance_id"] < 2**32 and status["total_instances"] >= 1
+    assert status["instance_running_jobs"] == 0
+
+
+def test_path_segments_are_decoded_twice_as_dalga_does(api):
+    resp = api.put("/jobs/feed%2Bx/a+b%2520c?interval=60")
+    assert (resp.get_json()["path"], resp.get_json()["body"]) == ("feed x", "a b c")
+    bad = api.put("/jobs/a/100%25?interval=60")  # "100%" after the first decoding
+    assert bad.status_code == 400 and bad.get_json()["parameter"] == "body"
 
 
 BAD_PUTS = [
@@ -137,7 +208,7 @@ def test_bad_input_is_400_naming_the_parameter_and_writes_nothing(api, url, para
     assert resp.status_code == 400, resp.data
     assert resp.get_json()["parameter"] == parameter
     assert parameter in resp.get_json()["error"]
-    assert api.store.list() == []
+    assert api.store.page() == []
 
 
 def test_bad_put_on_an_existing_job_leaves_it_unchanged(api):

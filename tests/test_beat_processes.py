@@ -48,7 +48,7 @@ def test_two_beats_dispatch_each_one_off_job_exactly_once(mariadb_url, redis_url
             first = (start_at + timedelta(milliseconds=10 * i)).isoformat()
             store.put(parse_spec("beats", str(i), {"one-off": "true", "first-run": first}))
         deadline = time.monotonic() + 60
-        while store.status()["running"] < JOBS and time.monotonic() < deadline:
+        while store.status()["running_jobs"] < JOBS and time.monotonic() < deadline:
             time.sleep(0.2)
         time.sleep(1.5)  # any duplicate dispatch would arrive in this window
         messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]

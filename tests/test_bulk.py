@@ -49,7 +49,7 @@ def test_put_many_upserts_and_keeps_a_running_lease(store):
     running = store.claim(1)[0]
     again = [parse_spec("feeds", str(i), {"interval": "PT5M"}) for i in range(5)]
     store.put_many(again)
-    jobs = {j.body: j for j in store.list()}
+    jobs = {j.body: j for j in store.page()}
     assert len(jobs) == 5 and all(j.interval == "PT5M" for j in jobs.values())
     assert jobs[running.body].running and jobs[running.body].next_run < jobs["4"].next_run
 
@@ -62,7 +62,7 @@ def test_import_json_lines_and_csv(store):
     assert import_jobs(store, io.StringIO(lines), "jsonl", 65535, batch=500, progress=False) == 1200
     table = "path,body,cron,location\nr,a,0 9 * * *,Europe/Istanbul\nr,b,*/5 * * * *,\n"
     assert import_jobs(store, io.StringIO(table), "csv", 65535, progress=False) == 2
-    assert len(store.list(limit=2000)) == 1202
+    assert len(store.page(limit=2000)) == 1202
     assert store.get("r", "a").location == "Europe/Istanbul"
 
 
@@ -109,5 +109,5 @@ def test_dalga_import_command(mariadb_url, tmp_path):
     from celery_dalga.store import store_for
 
     store = store_for(settings)
-    assert len(store.list()) == 50
+    assert len(store.page()) == 50
     store.drop_table()

@@ -56,7 +56,10 @@ def test_dalga_web_serves_the_api_and_stops_on_sigterm(tmp_path):
         wait_http(f"http://127.0.0.1:{port}/status", proc)
         resp = requests.put(f"http://127.0.0.1:{port}/jobs/a/b?interval=60", timeout=5)
         assert resp.status_code == 201
-        assert requests.get(f"http://127.0.0.1:{port}/jobs/a/b", timeout=5).json()["interval"] == 60
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/jobs/a/b", timeout=5).json()["interval"]
+            == "PT60S"
+        )
     finally:
         assert stop(proc) == 0
 

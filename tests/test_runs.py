@@ -37,11 +37,13 @@ def job(**changes) -> Job:
         repeat=None,
         location="UTC",
         one_off=False,
+        exchange=None,
         enabled=True,
         next_run=NOW,
         next_sched=NOW,
         triggered_at=None,
         token=TOKEN,
+        instance_id=7,
         attempts=0,
         success_count=5,
         error_count=2,
@@ -70,7 +72,9 @@ def answer(j: Job, status: int | None, now=NOW, policy=POLICY, run=None) -> Chan
 
 def test_a_due_scheduled_run_is_sent_with_its_instant():
     decision = on_due(job(token=None), TOKEN, NOW, POLICY)
-    assert decision == Run(1, job_key("feeds", "1"), "feeds", "1", NOW, TOKEN, manual=False)
+    assert decision == Run(1, job_key("feeds", "1"), "feeds", "1", NOW, TOKEN, False, None, 60)
+    published = on_due(job(token=None, exchange="jobs", one_off=True), TOKEN, NOW, POLICY)
+    assert (published.exchange, published.expires) == ("jobs", None)
 
 
 def test_a_trigger_ahead_of_the_schedule_is_sent_as_a_manual_run():
@@ -155,6 +159,19 @@ def test_200_sets_the_next_slot_from_completion_and_resets_the_backoff():
             "last_duration": 0.5,
         },
     )
+
+
+def test_randomization_spreads_the_next_interval_within_its_factor():
+    policy = Policy(randomization_factor=0.5)
+    waits = {
+        (answer(job(), 200, policy=policy).values["next_sched"] - NOW).total_seconds()
+        for _ in range(200)
+    }
+    assert len(waits) > 100 and all(30 <= wait <= 90 for wait in waits)
+    fixed = Policy(randomization_factor=0.5, fixed_intervals=True)
+    assert answer(job(), 200, policy=fixed).values["next_sched"] == NOW + timedelta(seconds=60)
+    cron = job(interval=None, cron="*/5 * * * *")
+    assert answer(cron, 200, policy=policy).values["next_sched"] == NOW + timedelta(minutes=5)
 
 
 def test_200_with_fixed_intervals_keeps_the_grid_and_skips_missed_slots():
@@ -300,13 +317,20 @@ def test_pausing_an_idle_job_keeps_only_a_pending_trigger():
     assert on_enabled(pending, False, NOW, POLICY)["next_run"] == NOW
 
 
-def test_resuming_keeps_a_slot_still_ahead_and_takes_the_next_one_after_a_missed_slot():
+def test_resuming_keeps_a_slot_still_ahead_and_runs_a_missed_slot_at_once():
     ahead = job(token=None, enabled=False, next_sched=NOW + timedelta(seconds=30))
     assert on_enabled(ahead, True, NOW, POLICY)["next_run"] == NOW + timedelta(seconds=30)
     missed = job(token=None, enabled=False, next_sched=NOW - timedelta(hours=1))
-    assert on_enabled(missed, True, NOW, POLICY)["next_sched"] == NOW + timedelta(seconds=60)
-    triggered = replace(missed, triggered_at=NOW)
-    assert on_enabled(triggered, True, NOW, POLICY)["next_run"] == NOW
+    resumed = on_enabled(missed, True, NOW, POLICY)
+    assert resumed["next_sched"] == resumed["next_run"] == NOW - timedelta(hours=1)  # due now
+    triggered = replace(missed, triggered_at=NOW - timedelta(hours=2))
+    assert on_enabled(triggered, True, NOW, POLICY)["next_run"] == NOW - timedelta(hours=2)
+
+
+def test_resuming_with_fixed_intervals_skips_the_missed_slots_on_the_grid():
+    missed = job(token=None, enabled=False, next_sched=NOW - timedelta(seconds=150))
+    resumed = on_enabled(missed, True, NOW, Policy(fixed_intervals=True))
+    assert resumed["next_sched"] == resumed["next_run"] == NOW + timedelta(seconds=30)
 
 
 def test_resuming_an_enabled_job_changes_nothing_else():

@@ -92,3 +92,20 @@ def test_bad_path_or_body(path, body, parameter):
     with pytest.raises(InvalidParameter) as caught:
         parse_spec(path, body, {"interval": "60"})
     assert caught.value.parameter == parameter
+
+
+@pytest.mark.parametrize("word", ["1", "t", "T", "TRUE", "true", "True", "yes", "On", " true "])
+def test_booleans_take_every_spelling_of_gos_parse_bool(word):
+    assert first({"one-off": word, "immediate": "1"}) == NOW
+
+
+@pytest.mark.parametrize("word", ["0", "f", "F", "FALSE", "false", "False", "no", "off"])
+def test_false_spellings(word):
+    assert parse_spec("p", "b", {"one-off": word, "interval": "60"}).schedule.one_off is False
+
+
+@pytest.mark.parametrize("word", ["", "maybe", "2", "tru"])
+def test_an_empty_or_unknown_boolean_is_an_error_naming_the_parameter(word):
+    with pytest.raises(InvalidParameter) as caught:
+        parse_spec("p", "b", {"immediate": word, "interval": "60"})
+    assert caught.value.parameter == "immediate"

@@ -47,7 +47,7 @@ def clock(store) -> Clock:
 def test_create_table_is_idempotent(store):
     store.create_table()
     store.create_table()
-    assert store.list() == []
+    assert store.page() == []
 
 
 def test_create_table_adds_the_columns_a_table_of_an_earlier_version_lacks(store):
@@ -63,7 +63,7 @@ def test_create_table_adds_the_columns_a_table_of_an_earlier_version_lacks(store
         )
     store.create_table()
     assert store.get("p", "b") is None  # the key is a hash; the row is there all the same
-    assert [job.attempts for job in store.list()] == [0]
+    assert [job.attempts for job in store.page()] == [0]
     assert store.put(spec(interval="60")).attempts == 0
 
 
@@ -136,17 +136,34 @@ def test_put_again_reschedules_the_same_row(store, clock):
     again = store.put(spec(cron="0 * * * *", location="Europe/Istanbul"))
     assert again.id == first.id
     assert (again.cron, again.interval, again.location) == ("0 * * * *", None, "Europe/Istanbul")
-    assert len(store.list()) == 1
+    assert len(store.page()) == 1
 
 
 def test_keyset_listing_with_path_filter(store, clock):
     for i in range(7):
         store.put(spec(path="a" if i % 2 else "b", body=str(i), interval="60"))
-    page1 = store.list(limit=3)
-    page2 = store.list(after=page1[-1].id, limit=3)
-    page3 = store.list(after=page2[-1].id, limit=3)
+    page1 = store.page(limit=3)
+    page2 = store.page(after=(page1[-1].id,), limit=3)
+    page3 = store.page(after=(page2[-1].id,), limit=3)
     assert [j.body for j in page1 + page2 + page3] == [str(i) for i in range(7)]
-    assert [j.body for j in store.list(path="a")] == ["1", "3", "5"]
+    assert [j.body for j in store.page(path="a")] == ["1", "3", "5"]
+
+
+def test_pages_by_next_sched_keep_ties_and_go_both_ways(store, clock):
+    for i, delay in enumerate([30, 10, 20, 10, 10, 40]):
+        store.put(spec(body=str(i), interval=str(delay)))
+    order = ["1", "3", "4", "2", "0", "5"]
+    seen, after = [], None
+    while page := store.page(sort_by="next-sched", after=after, limit=2):
+        seen += [j.body for j in page]
+        after = (page[-1].next_sched, page[-1].id)
+    assert seen == order
+    backwards = store.page(sort_by="next-sched", reverse=True, limit=3)
+    assert [j.body for j in backwards] == order[::-1][:3]
+    last = backwards[-1]
+    rest = store.page(sort_by="next-sched", reverse=True, after=(last.next_sched, last.id))
+    assert [j.body for j in rest] == order[::-1][3:]
+    assert [j.body for j in store.page(reverse=True)] == ["5", "4", "3", "2", "1", "0"]
 
 
 def test_claim_takes_due_rows_in_order_with_one_token_and_a_lease(store, clock):
@@ -271,7 +288,7 @@ def test_one_off_and_204_delete(store, clock):
     runs = {r.body: r for r in store.claim(10)}
     assert answer(store, runs["once"], 200) is Outcome.DELETED
     assert answer(store, runs["gone"], 204) is Outcome.DELETED
-    assert store.list() == []
+    assert store.page() == []
 
 
 def test_one_task_settles_200_204_500_and_no_answer_in_one_transaction(store, clock):
@@ -380,14 +397,27 @@ def test_trigger_runs_once_without_changing_the_schedule(store, clock):
     assert store.trigger("feeds", "missing") is None
 
 
+def test_a_put_right_after_a_trigger_keeps_the_triggered_run(store, clock):
+    store.put(spec(interval="3600"))
+    store.trigger("feeds", "1")
+    job = store.put(spec(interval="60"))
+    assert job.triggered_at == clock.now and job.next_run == clock.now
+    (run,) = store.claim(10)
+    assert run.manual and run.sched == clock.now
+    answer(store, run, 200)
+    job = store.get("feeds", "1")
+    assert job.triggered_at is None and job.next_run == clock.now + timedelta(seconds=60)
+
+
 def test_disable_and_enable(store, clock):
     store.put(spec(interval="60"))
     job = store.set_enabled("feeds", "1", enabled=False)
     assert not job.enabled and job.next_run is None
     clock.advance(600)
     assert store.claim(10) == []
-    job = store.set_enabled("feeds", "1", enabled=True)
-    assert job.enabled and job.next_run == clock.now + timedelta(seconds=60)
+    job = store.set_enabled("feeds", "1", enabled=True)  # the missed slot runs at once
+    assert job.enabled and job.next_run == job.next_sched == clock.now - timedelta(seconds=540)
+    assert len(store.claim(10)) == 1
 
 
 def test_disable_during_a_run_stops_its_retries(store, clock):
@@ -409,23 +439,40 @@ def test_epsilon_skips_a_run_missed_by_too_much(any_db_url, make_store):
     assert store.get("feeds", "periodic").next_sched == clock.now + timedelta(seconds=60)
 
 
-def test_status_counts(store, clock):
+def test_status_counts_in_dalgas_names(store, clock):
     store.put(spec(body="a", interval="60", immediate="1"))
     store.put(spec(body="b", interval="60", immediate="1"))
     store.put(spec(body="c", interval="60"))
     store.set_enabled("feeds", "c", enabled=False)
-    clock.advance(5)
-    status = store.status()
-    assert (status["total"], status["pending"], status["running"], status["disabled"]) == (
-        3,
-        2,
-        0,
-        1,
-    )
-    assert status["lag"] == 5.0
-    store.claim(1)
-    status = store.status()
-    assert (status["pending"], status["running"]) == (1, 1)
+    clock.advance(5.5)
+    status = store.status(instance_id=42)
+    assert {k: status[k] for k in ("total_jobs", "pending_jobs", "running_jobs")} == {
+        "total_jobs": 3,
+        "pending_jobs": 2,
+        "running_jobs": 0,
+    }
+    assert (status["disabled_jobs"], status["lag"], status["lag_seconds"]) == (1, 5, 5.5)
+    assert (status["instance_id"], status["total_instances"]) == (42, 0)
+    store.claim(1, instance_id=42)
+    store.heartbeat(42, "run", "here", 1)
+    status = store.status(instance_id=42)
+    assert (status["pending_jobs"], status["running_jobs"]) == (1, 1)
+    assert (status["instance_running_jobs"], status["total_instances"]) == (1, 1)
+    assert store.status(instance_id=43)["instance_running_jobs"] == 0
+
+
+def test_instances_live_while_they_beat_and_are_forgotten_a_minute_after(store, clock):
+    store.heartbeat(1, "beat", "host-a", 11)
+    clock.advance(30)
+    store.heartbeat(2, "worker", "host-b", 22)
+    assert [(i["id"], i["kind"]) for i in store.live_instances()] == [(1, "beat"), (2, "worker")]
+    clock.advance(31)
+    assert [i["id"] for i in store.live_instances()] == [2]
+    store.heartbeat(2, "worker", "host-b", 22)  # also removes instance 1's stale row
+    with store.engine.connect() as conn:
+        assert conn.execute(text(f"SELECT id FROM {store.instances.name}")).scalars().all() == [2]
+    store.forget_instance(2)
+    assert store.live_instances() == []
 
 
 def test_seconds_until_due(store, clock):

@@ -3,60 +3,45 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from celery_dalga.client import Client, JobNotFound
 from celery_dalga.config import Settings
-from celery_dalga.jobs import Job
-from celery_dalga.spec import InvalidParameter, check_key, parse_spec
-from celery_dalga.store import Store, store_for
+from celery_dalga.instances import Instance, instance_for
+from celery_dalga.spec import InvalidParameter, check_key
+from celery_dalga.store import Store
 from celery_dalga.values import parse_bool
+from celery_dalga.wire import SORTS, Cursor, instant, job_json
 from webapi.openapi import openapi_spec
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
 JOB_METHODS = {"GET", "PUT", "DELETE", "POST", "PATCH"}
+BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-def _iso(instant: datetime | None) -> str | None:
-    return instant.isoformat().replace("+00:00", "Z") if instant else None
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as JSON; interval is whole seconds when it is whole seconds, as in Dalga."""
-    interval: int | str | None = job.interval
-    if job.interval:
-        seconds = job.schedule.interval.whole_seconds()
-        interval = seconds if seconds is not None else job.interval
-    return {
-        "id": job.id,
-        "path": job.path,
-        "body": job.body,
-        "interval": interval,
-        "cron": job.cron,
-        "schedule": job.repeat,
-        "location": job.location,
-        "one_off": job.one_off,
-        "enabled": job.enabled,
-        "running": job.running,
-        "next_run": _iso(job.next_run),
-        "next_sched": _iso(job.next_sched),
-        "triggered_at": _iso(job.triggered_at),
-        "success_count": job.success_count,
-        "error_count": job.error_count,
-        "last_success": _iso(job.last_success),
-        "last_attempt": _iso(job.last_attempt),
-        "last_error": job.last_error,
-        "last_duration": job.last_duration,
-    }
+def _unescape(name: str, segment: str) -> str:
+    """A path segment decoded a second time, as Dalga does (Go's url.QueryUnescape: `+` is a
+    space, `%xx` a byte; a `%` that starts no escape is an error)."""
+    if BAD_ESCAPE.search(segment):
+        raise InvalidParameter(name, f"{segment!r} has a % that starts no %XX escape")
+    return unquote_plus(segment, errors="strict")
 
 
 def _split(rest: str, max_body: int) -> tuple[str, str]:
-    path, _, body = rest.rpartition("/")
+    """{path}/{body} from what follows /jobs/: the body is the last segment, the path the rest
+    (so a path may hold slashes); each is URL-decoded once more, as Dalga does."""
+    raw_path, _, raw_body = rest.rpartition("/")
+    try:
+        path, body = _unescape("path", raw_path), _unescape("body", raw_body)
+    except UnicodeDecodeError:
+        raise InvalidParameter("body", "escapes that are not UTF-8") from None
     check_key(path, body, max_body)
     return path, body
 
@@ -78,76 +63,114 @@ def _error(status: int, message: str, **extra: Any):
     return jsonify(error=message, **extra), status
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Flask:
-    """The Flask app serving settings' jobs table."""
+def _reject_unknown(known: set[str]) -> None:
+    """A 400 naming the first query or form parameter that is not one of `known`."""
+    unknown = (set(request.args) | set(request.form)) - known
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise InvalidParameter(sorted(unknown)[0], f"unknown parameter (known: {names})")
+
+
+def _bool_arg(name: str) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return False
+    try:
+        return parse_bool(raw)
+    except ValueError as exc:
+        raise InvalidParameter(name, str(exc)) from None
+
+
+def create_app(
+    settings: Settings, store: Store | None = None, instance: Instance | None = None
+) -> Flask:
+    """The Flask app serving settings' jobs table, as the given Dalga instance (by default
+    this process's, registered now)."""
     app = Flask(__name__)
+    app.json.sort_keys = False  # Dalga's fields first, in Dalga's order
     app.url_map.merge_slashes = False
-    store = store or store_for(settings)
-    not_found = (404, "job not found")
+    client = Client(settings)
+    store = client.store = store or client.store
+    instance = instance or instance_for(settings, "web")
 
     def job_route(rest: str):
         path, body = _split(rest, settings.max_body)
         if request.method == "PUT":
             params = {**request.args.to_dict(), **request.form.to_dict()}
-            job = store.put(parse_spec(path, body, params, settings.max_body))
-            log.info("scheduled path=%s body=%s next_run=%s", path, body, _iso(job.next_run))
+            job = store.put(client.spec(path, body, params))
+            log.info("scheduled path=%s next_run=%s", path, instant(job.next_run))
             return jsonify(job_json(job)), 201
         if request.method == "GET":
-            job = store.get(path, body)
-            return (jsonify(job_json(job)), 200) if job else _error(*not_found)
-        if request.method == "DELETE":
-            if not store.delete(path, body):
-                return _error(*not_found)
-            log.info("cancelled path=%s body=%s", path, body)
+            job = client.get(path, body)
+            return (jsonify(job_json(job)), 200) if job else _error(404, "job not found")
+        if request.method == "DELETE":  # 204 for a job that was not there too, as in Dalga
+            if client.cancel(path, body):
+                log.info("cancelled path=%s", path)
             return "", 204
         if request.method == "POST":
-            job = store.trigger(path, body)
-            if job is None:
-                return _error(*not_found)
-            log.info("triggered path=%s body=%s", path, body)
+            job = client.trigger(path, body)
+            log.info("triggered path=%s", path)
             return jsonify(job_json(job)), 200
         return pause_or_resume(path, body)
 
     def pause_or_resume(path: str, body: str):
-        unknown = set(request.args) - {"disable", "enable"}
-        if unknown:
-            raise InvalidParameter(sorted(unknown)[0], "unknown parameter (use disable or enable)")
-        wants = []
-        for name in ("disable", "enable"):
-            if name in request.args:
-                try:
-                    if parse_bool(request.args[name]):
-                        wants.append(name)
-                except ValueError as exc:
-                    raise InvalidParameter(name, str(exc)) from None
+        _reject_unknown({"disable", "enable"})
+        wants = [name for name in ("disable", "enable") if _bool_arg(name)]
         if len(wants) != 1:
             raise InvalidParameter("disable", "give exactly one of disable=true or enable=true")
-        job = store.set_enabled(path, body, enabled=wants[0] == "enable")
-        if job is None:
-            return _error(*not_found)
-        log.info("%sd path=%s body=%s", wants[0], path, body)
+        job = client.resume(path, body) if wants == ["enable"] else client.pause(path, body)
+        log.info("%sd path=%s", wants[0], path)
         return jsonify(job_json(job)), 200
 
     @app.before_request
     def jobs_route():
         """/jobs/{path}/{body}, split by hand: Werkzeug's router cannot match empty segments,
         and an empty path or body deserves a 400 naming it rather than a 404."""
+        if request.path == "/jobs/continue" and request.method == "GET":
+            return None
         if request.path.startswith("/jobs/") and request.method in JOB_METHODS:
             return job_route(request.path[len("/jobs/") :])
         return None
 
+    def listing(path: str | None, sort_by: str, reverse: bool, after: tuple | None, limit: int):
+        """A page and the cursor of the page after it (empty when this page is empty, as in
+        Dalga), and `next_after` for the plain id cursor of celery-dalga's listing."""
+        limit = min(max(limit, 1), MAX_PAGE)
+        jobs = store.page(path, sort_by, reverse, after, limit)
+        cursor = Cursor.after(jobs[-1], path, sort_by, reverse, limit).encode() if jobs else ""
+        full = len(jobs) == limit and sort_by == "insert-order" and not reverse
+        return jsonify(
+            cursor=cursor,
+            jobs=[job_json(j) for j in jobs],
+            next_after=jobs[-1].id if full else None,
+        )
+
     @app.get("/jobs")
     def list_jobs():
-        unknown = set(request.args) - {"path", "after", "limit"}
-        if unknown:
-            raise InvalidParameter(sorted(unknown)[0], "unknown parameter (path, after, limit)")
-        limit = _int_arg("limit", 100, 1, MAX_PAGE)
-        jobs = store.list(
-            path=request.args.get("path"), after=_int_arg("after", 0, 0, 2**63 - 1), limit=limit
+        """Dalga's listing (path, sort-by, reverse, limit; limit=0 is the largest page) and
+        celery-dalga's keyset (after: the id of the last job seen)."""
+        _reject_unknown({"path", "sort-by", "reverse", "limit", "after"})
+        sort_by = request.args.get("sort-by") or "insert-order"
+        if sort_by not in SORTS:
+            raise InvalidParameter("sort-by", f"{sort_by!r} is not one of {', '.join(SORTS)}")
+        after = _int_arg("after", 0, 0, 2**63 - 1)
+        if after and sort_by != "insert-order":
+            raise InvalidParameter("after", "goes with insert-order; use the cursor")
+        limit = _int_arg("limit", 100, 0, 2**31) or MAX_PAGE
+        return listing(
+            request.args.get("path"),
+            sort_by,
+            _bool_arg("reverse"),
+            (after,) if after else None,
+            limit,
         )
-        return jsonify(
-            jobs=[job_json(j) for j in jobs], next_after=jobs[-1].id if len(jobs) == limit else None
-        )
+
+    @app.get("/jobs/continue")
+    def continue_listing():
+        """The page after a cursor, in the cursor's path, order and limit (Dalga's)."""
+        _reject_unknown({"cursor"})
+        cursor = Cursor.decode(request.args.get("cursor", ""))
+        return listing(cursor.path, cursor.sort_by, cursor.reverse, cursor.last, cursor.limit)
 
     @app.get("/openapi.json")
     def openapi():
@@ -155,11 +178,15 @@ def create_app(settings: Settings, store: Store | None = None) -> Flask:
 
     @app.get("/status")
     def status():
-        return jsonify(store.status())
+        return jsonify(store.status(instance.id))
 
     @app.errorhandler(InvalidParameter)
     def invalid(exc: InvalidParameter):
         return _error(400, str(exc), parameter=exc.parameter)
+
+    @app.errorhandler(JobNotFound)
+    def not_found(exc: JobNotFound):
+        return _error(404, str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -408,5 +408,5 @@ def test_9_batches_mixing_200_204_500_and_timeouts(make_cluster, endpoint):
     for body in ended:
         assert len(attempts[("every", body)]) == 1
         assert cluster.store.get("every", body) is None
-    assert cluster.store.status()["total"] == len(work.intervals)
+    assert cluster.store.status()["total_jobs"] == len(work.intervals)
     assert not cluster.tracebacks()

@@ -1,0 +1,153 @@
+"""celery_dalga.Client: schedule, get, cancel, trigger, pause, resume, list and status from
+Python, without the web server (in a Django or Flask app, a script, a Celery task), with the
+same checks and the same errors as the HTTP interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery_dalga.config import Settings, load_settings, settings_for
+from celery_dalga.jobs import Job
+from celery_dalga.publishing import publish_url
+from celery_dalga.spec import InvalidParameter, JobSpec, check_key, parse_spec
+from celery_dalga.store import Store, store_for
+from celery_dalga.wire import SORTS, Cursor
+
+
+class JobNotFound(LookupError):
+    """No job has this path and body (HTTP answers 404)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of jobs and the cursor of the next page ("" after the last)."""
+
+    jobs: list[Job]
+    cursor: str
+
+
+class Client:
+    """The jobs table of a Celery app (its dalga_* keys) or of settings (by default the
+    environment's, as `dalga` reads it)."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Any = None):
+        if settings is None:
+            settings = settings_for(app) if app is not None else load_settings()
+        self.settings = settings
+        self.store: Store = store_for(settings)
+
+    def schedule(
+        self,
+        path: str,
+        body: str,
+        *,
+        interval: int | float | timedelta | str | None = None,
+        cron: str | None = None,
+        schedule: str | None = None,
+        first_run: datetime | str | None = None,
+        one_off: bool = False,
+        immediate: bool = False,
+        location: str | None = None,
+        exchange: str | None = None,
+    ) -> Job:
+        """Schedule or reschedule (path, body), as PUT /jobs/{path}/{body} with these
+        parameters; raises InvalidParameter (naming the parameter) for bad input."""
+        params = {
+            "interval": _seconds(interval),
+            "cron": cron,
+            "schedule": schedule,
+            "first-run": first_run.isoformat() if isinstance(first_run, datetime) else first_run,
+            "one-off": "true" if one_off else None,
+            "immediate": "true" if immediate else None,
+            "location": location,
+            "exchange": exchange,
+        }
+        spec = self.spec(path, body, {k: v for k, v in params.items() if v is not None})
+        return self.store.put(spec)
+
+    def spec(self, path: str, body: str, params: dict[str, str]) -> JobSpec:
+        """PUT's parameters checked, as the HTTP interface checks them."""
+        spec = parse_spec(path, body, params, self.settings.max_body)
+        if spec.exchange and not publish_url(self.settings):
+            raise InvalidParameter(
+                "exchange", "publishing needs an AMQP broker: set DALGA_PUBLISH_URL"
+            )
+        return spec
+
+    def get(self, path: str, body: str) -> Job | None:
+        """The job, or None."""
+        self._check(path, body)
+        return self.store.get(path, body)
+
+    def cancel(self, path: str, body: str) -> bool:
+        """Delete the job; False if there was none (HTTP answers 204 either way)."""
+        self._check(path, body)
+        return self.store.delete(path, body)
+
+    def trigger(self, path: str, body: str) -> Job:
+        """Run the job once, now, leaving its schedule as it is."""
+        self._check(path, body)
+        return self._found(self.store.trigger(path, body))
+
+    def pause(self, path: str, body: str) -> Job:
+        """Stop the job's runs until resume(); a run in flight finishes."""
+        self._check(path, body)
+        return self._found(self.store.set_enabled(path, body, enabled=False))
+
+    def resume(self, path: str, body: str) -> Job:
+        """Run the job again: at once if its scheduled instant passed meanwhile (unless
+        intervals are fixed), else at that instant."""
+        self._check(path, body)
+        return self._found(self.store.set_enabled(path, body, enabled=True))
+
+    def list(
+        self,
+        path: str | None = None,
+        sort_by: str = "insert-order",
+        reverse: bool = False,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page:
+        """A page of jobs as GET /jobs lists them; pass the page's cursor for the next."""
+        if cursor:
+            at = Cursor.decode(cursor)
+            path, sort_by, reverse, limit, after = (
+                at.path,
+                at.sort_by,
+                at.reverse,
+                at.limit,
+                at.last,
+            )
+        else:
+            after = None
+        if sort_by not in SORTS:
+            raise InvalidParameter("sort-by", f"{sort_by!r} is not one of {', '.join(SORTS)}")
+        if not 1 <= limit <= 1000:
+            raise InvalidParameter("limit", "must be between 1 and 1000")
+        jobs = self.store.page(path, sort_by, reverse, after, limit)
+        next_cursor = Cursor.after(jobs[-1], path, sort_by, reverse, limit).encode() if jobs else ""
+        return Page(jobs, next_cursor)
+
+    def status(self) -> dict[str, Any]:
+        """What GET /status answers (this client is no instance: instance_id is None)."""
+        return self.store.status()
+
+    def _check(self, path: str, body: str) -> None:
+        check_key(path, body, self.settings.max_body)
+
+    @staticmethod
+    def _found(job: Job | None) -> Job:
+        if job is None:
+            raise JobNotFound("job not found")
+        return job
+
+
+def _seconds(interval: int | float | timedelta | str | None) -> str | None:
+    """An interval as PUT takes it: seconds or an ISO 8601 duration."""
+    if isinstance(interval, timedelta):
+        interval = interval.total_seconds()
+    if isinstance(interval, float) and interval.is_integer():
+        interval = int(interval)
+    return None if interval is None else str(interval)

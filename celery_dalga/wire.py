@@ -1,0 +1,124 @@
+"""Dalga's wire format: a job and the status as JSON, as Dalga v4 writes them (its
+internal/table/job.go and internal/server/server.go), with celery-dalga's own fields added
+where Dalga's client ignores them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from celery_dalga.jobs import Job
+from celery_dalga.runs import RETRY_WAIT
+from celery_dalga.spec import InvalidParameter
+
+SORTS = ("insert-order", "next-sched")
+
+
+def instant(value: datetime | None, location: str = "UTC") -> str | None:
+    """RFC 3339 on the job's wall clock: `Z` for UTC, an offset elsewhere; fractions of a
+    second only when there are some (Go's RFC 3339 parser takes them)."""
+    if value is None:
+        return None
+    text = value.astimezone(ZoneInfo(location)).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def dalga_interval(job: Job) -> str:
+    """The interval as Dalga writes it: an ISO 8601 duration, `PT60S` for 60 seconds (not
+    normalised), `P0D` for a one-off job; empty for cron and repeat schedules."""
+    if job.one_off:
+        return "P0D"
+    if job.interval is None:
+        return ""
+    return f"PT{job.interval}S" if job.interval.isdigit() else job.interval
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job as JSON: Dalga's seven fields first (`next_run` is null while the job is paused,
+    `instance_id` is the instance that claimed the run in flight, else null), then
+    celery-dalga's."""
+    at = job.location
+    paused = not job.enabled and job.triggered_at is None
+    in_flight = job.running and job.token != RETRY_WAIT
+    return {
+        "path": job.path,
+        "body": job.body,
+        "interval": dalga_interval(job),
+        "location": job.location,
+        "next_run": None if paused else instant(job.next_run, at),
+        "next_sched": instant(job.next_sched, at),
+        "instance_id": job.instance_id if in_flight else None,
+        "id": job.id,
+        "cron": job.cron,
+        "schedule": job.repeat,
+        "one_off": job.one_off,
+        "exchange": job.exchange,
+        "enabled": job.enabled,
+        "running": job.running,
+        "triggered_at": instant(job.triggered_at, at),
+        "success_count": job.success_count,
+        "error_count": job.error_count,
+        "attempts": job.attempts,
+        "last_success": instant(job.last_success, at),
+        "last_attempt": instant(job.last_attempt, at),
+        "last_error": job.last_error,
+        "last_duration": job.last_duration,
+    }
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a listing goes on: Dalga's cursor (base64 of a JSON object with Path, SortBy,
+    Reverse, LastValue, Limit). LastValue is the last job's id, or for next-sched its
+    next_sched and id, so that jobs due at the same instant are neither skipped nor repeated."""
+
+    path: str | None
+    sort_by: str
+    reverse: bool
+    last: tuple[Any, ...]
+    limit: int
+
+    @classmethod
+    def after(cls, job: Job, path: str | None, sort_by: str, reverse: bool, limit: int) -> Cursor:
+        last = (job.id,) if sort_by == "insert-order" else (job.next_sched, job.id)
+        return cls(path, sort_by, reverse, last, limit)
+
+    def encode(self) -> str:
+        last = (
+            str(self.last[0])
+            if len(self.last) == 1
+            else f"{self.last[0].isoformat()}|{self.last[1]}"
+        )
+        document = {
+            "Path": self.path or "",
+            "SortBy": self.sort_by,
+            "Reverse": self.reverse,
+            "LastValue": last,
+            "Limit": self.limit,
+        }
+        return base64.b64encode(json.dumps(document).encode()).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        """A cursor from its text; a 400 (InvalidParameter) for anything else."""
+        try:
+            fields = json.loads(base64.b64decode(text, validate=True))
+            sort_by, last = fields["SortBy"], str(fields["LastValue"])
+            if sort_by not in SORTS:
+                raise ValueError(sort_by)
+            if sort_by == "insert-order":
+                keys: tuple[Any, ...] = (int(last),)
+            else:
+                at, _, id_ = last.rpartition("|")
+                keys = (datetime.fromisoformat(at), int(id_))
+            return cls(
+                fields["Path"] or None, sort_by, bool(fields["Reverse"]), keys, int(fields["Limit"])
+            )
+        except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise InvalidParameter("cursor", "not a cursor this server gave") from None

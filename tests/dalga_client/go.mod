@@ -1,0 +1,3 @@
+module celerydalga/tests/dalgaclient
+
+go 1.19
