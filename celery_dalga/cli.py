@@ -9,8 +9,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from celery_dalga import __version__
-from celery_dalga.config import ConfigError, Settings, load_settings
+from celery_dalga.config import ConfigError, Settings, load_settings, redacted
 from celery_dalga.store import TableError, store_for
 
 log = logging.getLogger("celery_dalga.cli")
@@ -137,9 +139,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = load_settings(args.config, overrides=overrides)
+        log.debug("settings %s", redacted(settings))
+        log.info(
+            "jobs in %s, table %r",
+            redacted(settings)["database_url"],
+            settings.table,
+        )
         store_for(settings).create_table()
     except (ConfigError, TableError) as exc:
         print(f"dalga: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        url = redacted(settings)["database_url"]
+        print(f"dalga: cannot use the database {url}: {exc.orig or exc}", file=sys.stderr)
         return 2
     if args.create_table or args.command == "create-table":
         print(f"table {settings.table!r} is ready")

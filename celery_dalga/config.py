@@ -131,6 +131,7 @@ def _from_file(name: str) -> dict[str, Any]:
             parser = configparser.ConfigParser(
                 interpolation=None, inline_comment_prefixes=(";", "#")
             )
+            parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep the case
             if not parser.read(name):
                 raise ConfigError(f"cannot read config file {name}")
             sections = {
@@ -142,7 +143,7 @@ def _from_file(name: str) -> dict[str, Any]:
     ours = {k: v for k, v in sections.items() if k.lower() == "dalga"}
     values = _dalga({k: v for k, v in sections.items() if k.lower() != "dalga"}, name)
     for section in ours.values():
-        values.update(_typed(dict(section), name))
+        values.update(_typed({k.lower(): v for k, v in section.items()}, name))
     return values
 
 
@@ -165,6 +166,18 @@ def settings_for(app: Any) -> Settings:
         cached = load_settings(overrides=keys)
         app._dalga_settings = cached
     return cached
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings with every URL's password hidden, for logs."""
+    from kombu.utils.url import maybe_sanitize_url
+    from sqlalchemy.engine import make_url
+
+    values = dataclasses.asdict(settings)
+    values["database_url"] = make_url(settings.database_url).render_as_string(hide_password=True)
+    for name in ("broker_url", "publish_url"):
+        values[name] = maybe_sanitize_url(values[name]) if values[name] else ""
+    return values
 
 
 def as_celery_conf(settings: Settings) -> dict[str, Any]:

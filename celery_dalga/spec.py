@@ -69,6 +69,9 @@ def check_key(path: str, body: str, max_body: int) -> None:
         raise InvalidParameter("path", f"longer than {MAX_PATH} characters")
     if not body:
         raise InvalidParameter("body", "must not be empty")
+    for name, value in (("path", path), ("body", body)):
+        if "\x00" in value:
+            raise InvalidParameter(name, "must not contain NUL characters")
     if len(body.encode()) > max_body:
         raise InvalidParameter("body", f"longer than {max_body} bytes")
 

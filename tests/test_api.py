@@ -199,6 +199,7 @@ BAD_PUTS = [
     ("/jobs/a/?interval=60", "body"),
     ("/jobs/b?interval=60", "path"),
     ("/jobs/a/" + "x" * 65536 + "?interval=60", "body"),
+    ("/jobs/a/b%00c?interval=60", "body"),
 ]
 
 

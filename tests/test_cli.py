@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 from processes import free_port, start, stop, wait_http
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
@@ -47,6 +47,19 @@ def test_bad_config_is_a_clear_error(tmp_path):
         DALGA + ["web"], cwd=tmp_path, env=clean_env(DALGA_PORT="x"), capture_output=True, text=True
     )
     assert done.returncode == 2 and "port" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_database_that_refuses_is_a_clear_error_without_the_password(tmp_path):
+    url = "mysql://root:not-the-password@127.0.0.1:3306/test"
+    done = subprocess.run(
+        DALGA + ["web"],
+        cwd=tmp_path,
+        env=clean_env(DALGA_DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "Access denied" in done.stderr
+    assert "Traceback" not in done.stderr and "not-the-password" not in done.stderr
 
 
 def test_dalga_web_serves_the_api_and_stops_on_sigterm(tmp_path):
@@ -87,3 +100,109 @@ def test_dalga_run_calls_the_endpoint_and_stops_cleanly(tmp_path: Path, endpoint
     assert "Traceback" not in log
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/status", timeout=2)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--port", "8080", "run", "--concurrency", "3"],
+        ["run", "--port", "8080", "--concurrency", "3"],
+        ["run", "-port", "8080"],
+    ],
+)
+def test_options_go_before_or_after_the_subcommand(argv):
+    from celery_dalga.cli import parser
+
+    args = parser().parse_args(argv)
+    assert (args.command, args.port) == ("run", 8080)
+
+
+def test_version_and_debug_flags(tmp_path):
+    done = subprocess.run(DALGA + ["-version"], env=clean_env(), capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("dalga (celery-dalga) ")
+    debug = subprocess.run(
+        DALGA + ["create-table", "-debug"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert debug.returncode == 0 and " DEBUG " in debug.stderr
+
+
+def test_dalgas_sample_config_runs_unchanged(tmp_path, mariadb_url, endpoint):
+    """Dalga's dalga.ini as it is, pointed at this test's database, table and ports through
+    Dalga's own DALGA_<SECTION>_<KEY> variables; then Dalga's command lines."""
+    from test_config import DALGA_SAMPLE_INI
+
+    (tmp_path / "dalga.ini").write_text(DALGA_SAMPLE_INI)
+    port, table = free_port(), f"dalga_{os.getpid()}"
+    env = clean_env(
+        DALGA_MYSQL_DB=mariadb_url.rsplit("/", 1)[1],
+        DALGA_MYSQL_TABLE=table,
+        DALGA_LISTEN_PORT=str(port),
+        DALGA_ENDPOINT_BASEURL=endpoint.base_url,
+    )
+    created = subprocess.run(
+        DALGA + ["-config", "dalga.ini", "-create-tables"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    assert inspect(create_engine(mariadb_url)).has_table(table)
+    proc = start(DALGA + ["-config", "dalga.ini"], env, tmp_path, "dalga.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/status", proc)
+        put = requests.put(f"http://127.0.0.1:{port}/jobs/ini/1?one-off=1&immediate=1", timeout=5)
+        assert put.status_code == 201
+        endpoint.wait_for("ini", 1, timeout=30)
+    finally:
+        assert stop(proc) == 0
+
+
+def test_an_unknown_section_is_refused_before_anything_starts(tmp_path):
+    (tmp_path / "dalga.ini").write_text("[mysql]\nhost = db\n[scheduler]\nscan = 1\n")
+    done = subprocess.run(
+        DALGA + ["-config", "dalga.ini", "web"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "[scheduler]" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "dalga.sqlite3").exists()  # no silent fall-back to SQLite
+
+
+def test_a_table_in_dalgas_own_layout_is_refused(tmp_path, mariadb_url):
+    engine = create_engine(mariadb_url)
+    table = f"dalga_go_{os.getpid()}"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE {table} (path VARCHAR(255), body VARCHAR(255), "
+                "`interval` VARCHAR(255), location VARCHAR(255), next_run DATETIME, "
+                "next_sched DATETIME, instance_id INT UNSIGNED)"
+            )
+        )
+    try:
+        done = subprocess.run(
+            DALGA + ["create-table"],
+            env=clean_env(DALGA_DATABASE_URL=mariadb_url, DALGA_TABLE=table),
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 2 and "not a celery-dalga jobs table" in done.stderr
+        assert {c["name"] for c in inspect(engine).get_columns(table)} == {
+            "path",
+            "body",
+            "interval",
+            "location",
+            "next_run",
+            "next_sched",
+            "instance_id",
+        }
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {table}"))

@@ -1,5 +1,7 @@
 """Settings precedence: defaults < INI file < DALGA_* environment < Celery dalga_* keys."""
 
+import re
+
 import pytest
 from celery import Celery
 
@@ -60,3 +62,139 @@ def test_existing_celery_app_sets_dalga_keys():
     settings = settings_for(app)
     assert settings.table == "from_celery"
     assert settings.retry_stop_after == 3600.0
+
+
+# Dalga v1.0.0's sample config, verbatim as data (github.com/cenkalti/dalga, dalga.ini at
+# commit 9b88a945).
+DALGA_SAMPLE_INI = """# Example config file
+
+[jobs]
+# Next run time of periodic jobs are randomized on each run by this factor.
+# Must be a number between 0 and 1.
+randomizationFactor = 0
+
+[mysql]
+host = 127.0.0.1
+port = 3306
+db = test
+table = dalga
+user = root
+password =
+
+[listen]
+host = 127.0.0.1
+port = 34006
+
+[endpoint]
+baseurl = http://127.0.0.1:5000/
+timeout = 10
+
+# Uncomment following section to enable Redis lock.
+# This prevents multiple instances of Dalga to run at the same time.
+#
+# [redis]
+# host = 127.0.0.1
+# port = 6379
+"""
+
+# The dalga.toml of Dalga's koanf era (v3/v4), as data (same repository, commit 3c745bbb),
+# with the keys v4.0.1 added.
+DALGA_TOML = """
+[jobs]
+randomizationFactor = 0.25
+retryInterval = "1m30s"
+retryMultiplier = 2
+retryMaxInterval = "10m"
+retryStopAfter = "1h"
+fixedIntervals = true
+scanFrequency = "500ms"
+maxRunning = 50
+
+[mysql]
+host = "db.internal"
+port = 3307
+db = "jobs"
+table = "dalga"
+user = "app"
+password = "s3cr#t"
+maxOpenConns = 50
+skipLocked = true
+
+[listen]
+host = "0.0.0.0"
+port = 34007
+shutdownTimeout = "10s"
+
+[endpoint]
+baseURL = "http://api.internal/callbacks/"
+timeout = "5s"
+"""
+
+
+def test_dalgas_sample_dalga_ini_is_read_unchanged(tmp_path):
+    ini = tmp_path / "dalga.ini"
+    ini.write_text(DALGA_SAMPLE_INI)
+    settings = load_settings(str(ini), env={})
+    assert settings.database_url == "mysql://root:@127.0.0.1:3306/test"
+    assert (settings.table, settings.host, settings.port) == ("dalga", "127.0.0.1", 34006)
+    assert (settings.base_url, settings.callback_timeout) == ("http://127.0.0.1:5000/", 10)
+    assert settings.randomization_factor == 0
+
+
+def test_dalgas_toml_with_go_durations(tmp_path):
+    toml = tmp_path / "dalga.toml"
+    toml.write_text(DALGA_TOML)
+    settings = load_settings(str(toml), env={})
+    assert settings.database_url == "mysql://app:s3cr%23t@db.internal:3307/jobs"
+    assert (settings.host, settings.port) == ("0.0.0.0", 34007)
+    assert (settings.retry_interval, settings.retry_max_interval) == (90, 600)
+    assert (settings.retry_stop_after, settings.retry_multiplier) == (3600, 2)
+    assert (settings.fixed_intervals, settings.randomization_factor) == (True, 0.25)
+    assert (settings.max_interval, settings.callback_concurrency) == (0.5, 50)
+    assert (settings.base_url, settings.callback_timeout) == ("http://api.internal/callbacks/", 5)
+
+
+def test_dalgas_environment_names(tmp_path):
+    env = {
+        "DALGA_MYSQL_HOST": "db",
+        "DALGA_MYSQL_PASSWORD": "p@ss",
+        "DALGA_JOBS_RETRYINTERVAL": "PT2M",
+        "DALGA_ENDPOINT_BASEURL": "http://x/",
+        "DALGA_LISTEN_PORT": "9000",
+        "DALGA_PORT": "9001",  # celery-dalga's own name wins
+    }
+    settings = load_settings(env=env)
+    assert settings.database_url == "mysql://root:p%40ss@db:3306/test"
+    assert (settings.retry_interval, settings.base_url, settings.port) == (120, "http://x/", 9001)
+
+
+def test_the_rabbitmq_era_sections_turn_on_the_exchange_mode(tmp_path):
+    ini = tmp_path / "dalga.ini"
+    ini.write_text(
+        "[mysql]\nuser = root\npassword = \nport = 3306\ndb = test\ntable = dalga\n\n"
+        "[rabbitmq]\nuser = guest\npassword = guest\nhost = localhost\nport = 5672\n"
+        "vhost = /\nexchange = \n\n[http]\nhost = 0.0.0.0\nport = 17500\n"
+    )
+    settings = load_settings(str(ini), env={})
+    assert settings.publish_url == "amqp://guest:guest@localhost:5672/%2F"
+    assert settings.publish_exchange == "amq.default"
+    assert (settings.host, settings.port) == ("0.0.0.0", 17500)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[mysqll]\nhost = x\n", "[mysqll]"),
+        ("[mysql]\nhots = x\n", "'hots'"),
+        ("[jobs]\nretryInterval = soon\n", "retryInterval"),
+        ("[jobs]\nrandomizationFactor = 2\n", "randomization_factor"),
+        ("[listen]\nport = http\n", "port"),
+        ("[dalga]\nportt = 1\n", "portt"),
+        ("not an ini file\n", "cannot read"),
+    ],
+)
+def test_an_unknown_section_or_key_or_a_bad_value_is_a_clear_error(tmp_path, text, named):
+    ini = tmp_path / "dalga.ini"
+    ini.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(str(ini), env={})

@@ -78,8 +78,9 @@ SCHEDULE_PARAMETERS = [
             "not a time",
         ],
     ),
-    _query("one-off", "boolean", ["true", "no", "maybe"]),
-    _query("immediate", "boolean", ["1", "off", "2"]),
+    _query("one-off", "boolean", ["true", "no", "maybe", "T", ""]),
+    _query("immediate", "boolean", ["1", "off", "2", "FALSE"]),
+    _query("exchange", "AMQP exchange to publish to", ["jobs", "amq.default", "bad name!"]),
     _query(
         "location",
         "IANA time zone",
@@ -89,22 +90,52 @@ SCHEDULE_PARAMETERS = [
 
 JOB_SCHEMA = {
     "type": "object",
-    "required": ["path", "body", "interval", "location", "next_run", "next_sched"],
+    "required": [
+        "path",
+        "body",
+        "interval",
+        "location",
+        "next_run",
+        "next_sched",
+        "instance_id",
+    ],
     "properties": {
-        "id": {"type": "integer"},
         "path": {"type": "string"},
         "body": {"type": "string"},
-        "interval": {"oneOf": [{"type": "integer"}, {"type": "string"}, {"type": "null"}]},
-        "cron": {"type": ["string", "null"]},
-        "schedule": {"type": ["string", "null"]},
+        "interval": {"type": "string"},
         "location": {"type": "string"},
-        "one_off": {"type": "boolean"},
-        "enabled": {"type": "boolean"},
-        "running": {"type": "boolean"},
         "next_run": {"type": ["string", "null"]},
         "next_sched": {"type": ["string", "null"]},
+        "instance_id": {"type": ["integer", "null"]},
+        "id": {"type": "integer"},
+        "cron": {"type": ["string", "null"]},
+        "schedule": {"type": ["string", "null"]},
+        "one_off": {"type": "boolean"},
+        "exchange": {"type": ["string", "null"]},
+        "enabled": {"type": "boolean"},
+        "running": {"type": "boolean"},
     },
 }
+
+PAGE = {
+    "type": "object",
+    "required": ["cursor", "jobs"],
+    "properties": {
+        "cursor": {"type": "string"},
+        "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+        "next_after": {"type": ["integer", "null"]},
+    },
+}
+
+STATUS_FIELDS = (
+    "instance_id",
+    "instance_running_jobs",
+    "running_jobs",
+    "total_jobs",
+    "pending_jobs",
+    "total_instances",
+    "lag",
+)
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -131,8 +162,8 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _response("the job", JOB), "400": bad, "404": not_found},
                 },
                 "delete": {
-                    "summary": "cancel",
-                    "responses": {"204": _response("cancelled"), "400": bad, "404": not_found},
+                    "summary": "cancel (204 also when there was no such job, as in Dalga)",
+                    "responses": {"204": _response("cancelled"), "400": bad},
                 },
                 "post": {
                     "summary": "run now, once",
@@ -149,40 +180,37 @@ def openapi_spec() -> dict[str, Any]:
             },
             "/jobs": {
                 "get": {
-                    "summary": "list, keyset-paginated",
+                    "summary": "list, keyset-paginated (Dalga's parameters, and after)",
                     "parameters": [
                         _query("path", "only this path", ["check_feed"]),
-                        _query("after", "cursor: the last id seen", ["0", "-1", "x"]),
-                        _query("limit", "page size, 1-1000", ["10", "0", "100000"]),
+                        _query("sort-by", "insert-order or next-sched", ["next-sched", "name"]),
+                        _query("reverse", "boolean", ["true", "sideways"]),
+                        _query("after", "the last id seen (insert order)", ["0", "-1", "x"]),
+                        _query("limit", "page size; 0: the largest, 1000", ["10", "0", "-5"]),
                     ],
-                    "responses": {
-                        "200": _response(
-                            "a page of jobs",
-                            {
-                                "type": "object",
-                                "required": ["jobs", "next_after"],
-                                "properties": {
-                                    "jobs": {"type": "array", "items": JOB},
-                                    "next_after": {"type": ["integer", "null"]},
-                                },
-                            },
-                        ),
-                        "400": bad,
-                    },
+                    "responses": {"200": _response("a page of jobs", PAGE), "400": bad},
+                }
+            },
+            "/jobs/continue": {
+                "get": {
+                    "summary": "the page after a cursor",
+                    "parameters": [_query("cursor", "a page's cursor", ["", "e30=", "%%%"])],
+                    "responses": {"200": _response("a page of jobs", PAGE), "400": bad},
                 }
             },
             "/status": {
                 "get": {
-                    "summary": "totals, running, pending and lag",
+                    "summary": "Dalga's status: totals, running, pending, instances, lag",
                     "responses": {
                         "200": _response(
                             "status",
                             {
                                 "type": "object",
-                                "required": ["total", "running", "pending", "lag"],
+                                "required": list(STATUS_FIELDS),
                                 "properties": {
-                                    k: {"type": "number"}
-                                    for k in ("total", "disabled", "running", "pending", "lag")
+                                    **{k: {"type": "integer"} for k in STATUS_FIELDS},
+                                    "disabled_jobs": {"type": "integer"},
+                                    "lag_seconds": {"type": "number"},
                                 },
                             },
                         )

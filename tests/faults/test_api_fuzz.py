@@ -81,6 +81,13 @@ EDGE_CASES = [
     ("PUT", "/jobs/dst/cron?cron=30+2+*+*+*&location=America/Los_Angeles", 201),
     ("PUT", "/jobs/dst/repeat?schedule=R3/2030-03-31T02:30:00/PT1H&location=Europe/Berlin", 201),
     ("PUT", "/jobs/repeat/over?schedule=R3/2020-01-01T00:00:00Z/PT1H", 400),
+    ("PUT", "/jobs/plus/a+b?interval=60", 201),  # Dalga decodes segments twice: "a b"
+    ("PUT", "/jobs/pct/100%25?interval=60", 400),  # "100%" after the first decoding
+    ("PUT", "/jobs/bool/empty?interval=60&immediate=", 400),
+    ("PUT", "/jobs/x/y?interval=60&exchange=bad%20name", 400),
+    ("GET", "/jobs?sort-by=next-sched&reverse=T&limit=0", 200),
+    ("GET", "/jobs/continue?cursor=e30%3D", 400),
+    ("DELETE", "/jobs/never/there", 204),
 ]
 
 
