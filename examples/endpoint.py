@@ -15,6 +15,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
         print(
             f"POST {self.path} body={body!r} Dalga-Sched={self.headers['Dalga-Sched']} "
+            f"Dalga-Instance={self.headers['Dalga-Instance']} "
             f"Idempotency-Key={self.headers['Idempotency-Key']}",
             flush=True,
         )
