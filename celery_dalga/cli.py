@@ -58,6 +58,12 @@ def parser() -> argparse.ArgumentParser:
     load.add_argument("file", help="JSON lines or CSV; - for standard input")
     load.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file name")
     load.add_argument("--batch", type=int, default=5000, help="jobs per transaction")
+    call = sub.add_parser(
+        "call", parents=options, help="make a job's callback once, now, and print the outcome"
+    )
+    call.add_argument("path")
+    call.add_argument("body")
+    call.add_argument("--app", help="the Celery app (module:attribute) whose task a job calls")
     run = sub.add_parser(
         "run", parents=options, help="HTTP API + beat + worker in one process (the default)"
     )
@@ -126,6 +132,36 @@ def import_file(settings: Settings, name: str, fmt: str | None, batch: int) -> i
     return 0
 
 
+def call_once(settings: Settings, path: str, body: str, app_name: str | None) -> int:
+    """`dalga call`, as `kala run`: the job's callback (POST, publish or task, as the job
+    says; POST when there is no such job) made once, now, outside the schedule; prints the
+    outcome and exits 0 when it was delivered. The job itself is not changed."""
+    from datetime import UTC, datetime
+
+    from celery.utils.imports import symbol_by_name
+
+    from celery_dalga.jobs import Run, job_key
+    from celery_dalga.tasks import call_tasks, post, publish
+
+    job = store_for(settings).get(path, body)
+    run = Run(0, job_key(path, body), path, body, datetime.now(UTC), "call", True)
+    if job is not None:
+        run = Run(
+            run.job_id, run.key, path, body, run.sched, "call", True, job.exchange, None, job.task
+        )
+    app = symbol_by_name(app_name) if app_name else None
+    if run.task:
+        how = call_tasks
+    elif run.exchange or settings.publish_exchange:
+        how = publish
+    else:
+        how = post
+    (answer,) = how(settings, [run], 0, app)
+    delivered = answer.status in (200, 204)
+    print(f"{'delivered' if delivered else 'failed'}: {answer.error} in {answer.seconds:.3f} s")
+    return 0 if delivered else 1
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -158,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "import":
         return import_file(settings, args.file, args.format, args.batch)
+    if args.command == "call":
+        return call_once(settings, args.path, args.body, args.app)
     if args.command == "web":
         signal.signal(signal.SIGTERM, _interrupt)
         server = serve_web(settings)

@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery_dalga.config import Settings, load_settings, settings_for
-from celery_dalga.jobs import Job
+from celery_dalga.jobs import Job, job_key
 from celery_dalga.publishing import publish_url
 from celery_dalga.spec import InvalidParameter, JobSpec, check_key, parse_spec
-from celery_dalga.store import Store, store_for
-from celery_dalga.wire import SORTS, Cursor
+from celery_dalga.store import JobExists, Store, store_for
+
+__all__ = ["Client", "JobExists", "JobNotFound", "Page"]
+from celery_dalga.wire import SORTS, Cursor, kala_job_stats
 
 
 class JobNotFound(LookupError):
@@ -51,9 +53,16 @@ class Client:
         immediate: bool = False,
         location: str | None = None,
         exchange: str | None = None,
+        task: str | None = None,
+        parent: str | tuple[str, str] | None = None,
+        retries: int | None = None,
+        retry_interval: int | float | timedelta | str | None = None,
+        epsilon: int | float | timedelta | str | None = None,
+        if_absent: bool = False,
     ) -> Job:
         """Schedule or reschedule (path, body), as PUT /jobs/{path}/{body} with these
-        parameters; raises InvalidParameter (naming the parameter) for bad input."""
+        parameters; raises InvalidParameter (naming the parameter) for bad input, and
+        JobExists with if_absent when the job is there already."""
         params = {
             "interval": _seconds(interval),
             "cron": cron,
@@ -63,6 +72,12 @@ class Client:
             "immediate": "true" if immediate else None,
             "location": location,
             "exchange": exchange,
+            "task": task,
+            "parent": "/".join(parent) if isinstance(parent, tuple) else parent,
+            "retries": None if retries is None else str(retries),
+            "retry-interval": _seconds(retry_interval),
+            "epsilon": _seconds(epsilon),
+            "if-absent": "true" if if_absent else None,
         }
         spec = self.spec(path, body, {k: v for k, v in params.items() if v is not None})
         return self.store.put(spec)
@@ -74,7 +89,20 @@ class Client:
             raise InvalidParameter(
                 "exchange", "publishing needs an AMQP broker: set DALGA_PUBLISH_URL"
             )
+        if spec.parent is not None:
+            self._check_parent(spec)
         return spec
+
+    def _check_parent(self, spec: JobSpec) -> None:
+        """A dependent job's parent must exist and must not depend on the job itself."""
+        parent = self.store.get(*spec.parent)
+        if parent is None:
+            raise InvalidParameter("parent", f"no job {'/'.join(spec.parent)!r}")
+        own, seen = job_key(spec.path, spec.body), 0
+        while parent is not None and seen < 1000:
+            if parent.key == own:
+                raise InvalidParameter("parent", "the job would depend on itself")
+            parent, seen = self.store.get_by_key(parent.parent_key), seen + 1
 
     def get(self, path: str, body: str) -> Job | None:
         """The job, or None."""
@@ -133,6 +161,23 @@ class Client:
     def status(self) -> dict[str, Any]:
         """What GET /status answers (this client is no instance: instance_id is None)."""
         return self.store.status()
+
+    def history(self, path: str, body: str) -> list[dict[str, Any]]:
+        """The job's last attempts, newest first: scheduled instant, start, finish, status,
+        error, duration, instance and outcome (kept after a one-off job is gone)."""
+        self._check(path, body)
+        return self.store.history_of(path, body)
+
+    def stats(self, path: str, body: str) -> list[dict[str, Any]]:
+        """Kala's per-job stats (/api/v1/job/stats): one entry per run, retries included."""
+        job = self.get(path, body)
+        if job is None:
+            raise JobNotFound("job not found")
+        return kala_job_stats(job.id, self.store.history_of(path, body))
+
+    def cancel_all(self) -> int:
+        """Delete every job; returns how many there were."""
+        return self.store.delete_all()
 
     def _check(self, path: str, body: str) -> None:
         check_key(path, body, self.settings.max_body)

@@ -54,6 +54,8 @@ class Settings:
     max_body: int = 65535
     publish_url: str = ""
     publish_exchange: str = ""
+    history_runs: int = 10
+    history_ttl: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
@@ -70,6 +72,8 @@ class Settings:
             raise ConfigError("batch_window must be between 0 and max_interval")
         if self.retry_multiplier < 1:
             raise ConfigError("retry_multiplier must be at least 1")
+        if self.history_runs < 0 or self.history_ttl <= 0:
+            raise ConfigError("history_runs must be 0 or more, history_ttl more than 0")
         if not 0 <= self.randomization_factor <= 1:
             raise ConfigError("randomization_factor must be between 0 and 1")
 

@@ -65,15 +65,21 @@ def _schedule(
     )
 
 
-def new_job_columns(spec: JobSpec, first_sched: datetime, now: datetime) -> dict[str, Any]:
-    """The columns a PUT writes for spec, whose first run is first_sched."""
-    first = naive(first_sched)
+def new_job_columns(spec: JobSpec, first_sched: datetime | None, now: datetime) -> dict[str, Any]:
+    """The columns a PUT writes for spec, whose first run is first_sched (None: a dependent
+    job, due when its parent makes it due)."""
+    first = naive(first_sched) if first_sched else None
     return {
         "job_key": job_key(spec.path, spec.body),
         "path": spec.path,
         "body": spec.body,
         **schedule_columns(spec.schedule),
         "exchange": spec.exchange,
+        "task": spec.task,
+        "parent_key": job_key(*spec.parent) if spec.parent else None,
+        "retries": spec.retries,
+        "retry_interval": spec.retry_interval,
+        "epsilon": spec.epsilon,
         "enabled": True,
         "next_sched": first,
         "triggered_at": None,
@@ -99,6 +105,11 @@ class Job:
     location: str
     one_off: bool
     exchange: str | None
+    task: str | None
+    parent_key: str | None
+    retries: int | None
+    retry_interval: float | None
+    epsilon: float | None
     enabled: bool
     next_run: datetime | None
     next_sched: datetime | None
@@ -135,6 +146,11 @@ class Job:
             location=m["location"],
             one_off=bool(m["one_off"]),
             exchange=m["exchange"],
+            task=m["task"],
+            parent_key=m["parent_key"],
+            retries=m["retries"],
+            retry_interval=m["retry_interval"],
+            epsilon=m["epsilon"],
             enabled=bool(m["enabled"]),
             next_run=aware(m["next_run"]),
             next_sched=aware(m["next_sched"]),
@@ -164,6 +180,7 @@ class Run:
     manual: bool = False
     exchange: str | None = None  # publish to this AMQP exchange instead of calling HTTP
     expires: float | None = None  # seconds the published message lives (the job's interval)
+    task: str | None = None  # call this Celery task with the body instead of calling HTTP
 
     @property
     def task_id(self) -> str:

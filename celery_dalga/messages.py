@@ -88,6 +88,7 @@ def run_task(run: Run) -> Task:
             "token": run.token,
             "manual": run.manual,
             **({"exchange": run.exchange, "expires": run.expires} if run.exchange else {}),
+            **({"task": run.task} if run.task else {}),
         },
         f"{{'path': {run.path!r}, 'body': {_cut(run.body)!r}, "
         f"'{kind}': '{run.sched.isoformat()}'}}",
@@ -96,8 +97,8 @@ def run_task(run: Run) -> Task:
 
 def batch_task(runs: list[Run], index: int) -> Task:
     """An http_callbacks task: the claim's token and, per run, [job_id, path, body, instant,
-    manual] (and [exchange, expires] for a run that publishes to AMQP). Flower shows how many
-    runs it carries and the first few."""
+    manual] (and [exchange, expires, task] for a run that publishes to AMQP or calls a
+    task). Flower shows how many runs it carries and the first few."""
     token = runs[0].token
     shown = [f"{_cut(r.path, 60)} {_cut(r.body, 40)}" for r in runs[:SHOWN]]
     return Task(
@@ -107,7 +108,7 @@ def batch_task(runs: list[Run], index: int) -> Task:
             "token": token,
             "runs": [
                 [r.job_id, r.path, r.body, r.sched.isoformat(), r.manual]
-                + ([r.exchange, r.expires] if r.exchange else [])
+                + ([r.exchange, r.expires, r.task] if r.exchange or r.task else [])
                 for r in runs
             ],
         },
@@ -143,6 +144,7 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
             kwargs.get("manual", False),
             kwargs.get("exchange"),
             kwargs.get("expires"),
+            kwargs.get("task"),
         )
     ]
 

@@ -6,7 +6,7 @@ Every instant here is an aware UTC datetime; a Change's values are column values
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -29,15 +29,23 @@ class Outcome(StrEnum):
     RETRY = "retry"  # not delivered; due again after the retry delay, same instant
     GAVE_UP = "gave_up"  # not delivered, retry_stop_after passed: the job is disabled
     STOPPED = "stopped"  # not delivered, and the job was paused meanwhile: no retry
+    ABANDONED = "abandoned"  # not delivered and out of retries: the job goes on to its next run
+
+
+FINAL = {Outcome.DONE, Outcome.DELETED, Outcome.GAVE_UP, Outcome.STOPPED, Outcome.ABANDONED}
 
 
 @dataclass(frozen=True)
 class Change:
-    """What to write to one job row: delete it, or set these columns."""
+    """What to write to one job row: delete it, or set these columns; and which dependent
+    jobs this makes due (Kala's rules): the first child of `children_of` (a job key), and
+    the sibling after `sibling_after` ((parent key, id)), enabled ones only."""
 
     outcome: Outcome
     values: dict[str, Any] = field(default_factory=dict)
     delete: bool = False
+    children_of: str | None = None
+    sibling_after: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,26 @@ class Policy:
     retry_stop_after: float = 0.0
     retry_jitter: bool = False
     randomization_factor: float = 0.0
+    retries: int | None = None  # retries of one run before it is abandoned; None: no limit
+    history_runs: int = 10  # attempts kept per job (0: no history)
+    history_ttl: float = 7 * 86400.0  # seconds an attempt is kept at most
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
         """The policy that settings describe (they share the field names)."""
-        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+        return cls(
+            **{f.name: getattr(settings, f.name) for f in fields(cls) if f.name != "retries"}
+        )
+
+    def for_job(self, job: Job) -> Policy:
+        """This policy with the job's own retries, retry interval and epsilon, where it has
+        them (Kala's per-job settings)."""
+        own = {
+            name: getattr(job, name)
+            for name in ("retries", "retry_interval", "epsilon")
+            if getattr(job, name) is not None
+        }
+        return replace(self, **own) if own else self
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds to wait after the failure that follows `attempts` earlier failures."""
@@ -96,13 +119,13 @@ class Policy:
 def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
     """A claimed due row: the run to send (a manual one when a trigger is what is due), or
     what to write instead of sending anything."""
+    policy = policy.for_job(job)
     sched, triggered = job.next_sched, job.triggered_at
     interval = job.schedule.interval
     expires = interval.approx().total_seconds() if interval and not job.one_off else None
+    kind = (job.exchange, expires, job.task)
     if triggered is not None and (not job.enabled or sched is None or sched > now):
-        return Run(
-            job.id, job.key, job.path, job.body, triggered, token, True, job.exchange, expires
-        )
+        return Run(job.id, job.key, job.path, job.body, triggered, token, True, *kind)
     if not job.enabled or sched is None:
         return Change(Outcome.RELEASED, {"token": None, "next_run": None, "attempts": 0})
     if policy.epsilon and not job.one_off and now - sched > timedelta(seconds=policy.epsilon):
@@ -111,16 +134,23 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
             return Change(Outcome.SKIPPED, delete=True)
         values = {"token": None, "next_sched": nxt, "next_run": nxt, "attempts": 0}
         return Change(Outcome.SKIPPED, values)
-    return Run(job.id, job.key, job.path, job.body, sched, token, False, job.exchange, expires)
+    return Run(job.id, job.key, job.path, job.body, sched, token, False, *kind)
 
 
 def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) -> Change:
-    """What a delivery's answer writes: nothing if the run is no longer the row's."""
+    """What a delivery's answer writes: nothing if the run is no longer the row's. A success
+    makes the job's first enabled child due; a dependent run that has ended makes its next
+    enabled sibling due (Kala's order: children one after another, in creation order)."""
     if job is None or job.token != attempt.run.token:
         return Change(Outcome.STALE)
-    if attempt.delivered:
-        return on_success(job, attempt, now, policy)
-    return on_failure(job, attempt, now, policy)
+    policy = policy.for_job(job)
+    change = (on_success if attempt.delivered else on_failure)(job, attempt, now, policy)
+    ended = job.parent_key is not None and attempt.run.manual and change.outcome in FINAL
+    return replace(
+        change,
+        children_of=job.key if attempt.delivered else None,
+        sibling_after=(job.parent_key, job.id) if ended and job.parent_key else None,
+    )
 
 
 def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
@@ -129,28 +159,13 @@ def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
     while the run was in flight is kept as it is; a trigger that came meanwhile makes the job
     due."""
     run = attempt.run
-    nxt = job.next_sched
-    if not run.manual and job.next_sched == run.sched:
-        schedule = job.schedule
-        nxt = schedule.next(run.sched, now, policy.fixed_intervals)
-        if nxt is not None and schedule.interval and not policy.fixed_intervals:
-            nxt = schedules.randomized(now, nxt, policy.randomization_factor)
-    if attempt.status == 204 or nxt is None:
+    nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
+    if attempt.status == 204 or (nxt is None and not run.manual):
         return Change(Outcome.DELETED, delete=True)
-    pending_trigger = job.triggered_at
-    if run.manual and job.triggered_at == run.sched:
-        pending_trigger = None
-    next_run = nxt if job.enabled else None
-    if pending_trigger is not None:
-        next_run = now
     return Change(
         Outcome.DONE,
         {
-            "token": None,
-            "next_sched": nxt,
-            "next_run": next_run,
-            "triggered_at": pending_trigger,
-            "attempts": 0,
+            **_afterwards(job, run, nxt, now),
             "success_count": job.success_count + 1,
             "last_success": now,
             "last_attempt": now,
@@ -159,25 +174,86 @@ def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
     )
 
 
+def _next_slot(job: Job, run: Run, now: datetime, policy: Policy) -> datetime | None:
+    """The slot after a scheduled run (None: no slot left); a schedule replaced while the run
+    was in flight is kept as it is."""
+    if job.next_sched != run.sched:
+        return job.next_sched
+    schedule = job.schedule
+    nxt = schedule.next(run.sched, now, policy.fixed_intervals)
+    if nxt is not None and schedule.interval and not policy.fixed_intervals:
+        nxt = schedules.randomized(now, nxt, policy.randomization_factor)
+    return nxt
+
+
+def _afterwards(job: Job, run: Run, nxt: datetime | None, now: datetime) -> dict[str, Any]:
+    """The row once a run has ended: released, due at nxt (if enabled), or now if a trigger
+    came meanwhile (a manual run clears its own trigger)."""
+    pending_trigger = job.triggered_at
+    if run.manual and job.triggered_at == run.sched:
+        pending_trigger = None
+    next_run = nxt if job.enabled else None
+    if pending_trigger is not None:
+        next_run = now
+    return {
+        "token": None,
+        "next_sched": nxt,
+        "next_run": next_run,
+        "triggered_at": pending_trigger,
+        "attempts": 0,
+    }
+
+
 def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
     """Anything but 200/204: due again after the backoff for the row's count of failures
     (so a run that comes back after its lease keeps its place in the backoff), with the same
-    instant; disabled once retry_stop_after has passed since it; dropped if paused meanwhile."""
+    instant; abandoned when the job's retries are used up (it goes on to its next run);
+    disabled once retry_stop_after has passed since the instant; dropped if paused
+    meanwhile."""
+    run = attempt.run
     counts = {
         "error_count": job.error_count + 1,
         "last_error": attempt.error[:2000],
         "last_attempt": now,
         "last_duration": attempt.duration,
     }
-    if not job.enabled and not attempt.run.manual:
+    if not job.enabled and not run.manual:
         return Change(Outcome.STOPPED, {"token": None, "next_run": None, "attempts": 0, **counts})
     stop_after = timedelta(seconds=policy.retry_stop_after)
-    if policy.retry_stop_after and now - attempt.run.sched > stop_after:
-        values = {"token": None, "next_run": None, "enabled": False, "triggered_at": None}
-        return Change(Outcome.GAVE_UP, {**values, "attempts": 0, **counts})
+    gave_up = {"token": None, "next_run": None, "enabled": False, "triggered_at": None}
+    if policy.retry_stop_after and now - run.sched > stop_after:
+        return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
+    if policy.retries is not None and job.attempts >= policy.retries:
+        nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
+        if nxt is None and not run.manual:
+            return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
+        return Change(Outcome.ABANDONED, {**_afterwards(job, run, nxt, now), **counts})
     delay = timedelta(seconds=policy.retry_delay(job.attempts))
     values = {"token": RETRY_WAIT, "next_run": now + delay, "attempts": job.attempts + 1}
     return Change(Outcome.RETRY, {**values, **counts})
+
+
+def record(
+    job: Job, attempt: Attempt, change: Change, now: datetime, policy: Policy, instance_id: int
+) -> dict[str, Any]:
+    """The history row of an attempt that ended at `now`: one of the job's last
+    `history_runs` (a ring of slots by its count of attempts, so keeping the last N needs no
+    deletes)."""
+    run = attempt.run
+    return {
+        "job_key": job.key,
+        "slot": (job.success_count + job.error_count) % policy.history_runs,
+        "path": job.path,
+        "sched": run.sched,
+        "manual": run.manual,
+        "started": now - timedelta(seconds=attempt.duration),
+        "finished": now,
+        "status": attempt.status,
+        "error": None if attempt.delivered else attempt.error[:2000],
+        "duration": attempt.duration,
+        "instance_id": instance_id,
+        "outcome": str(change.outcome),
+    }
 
 
 def on_enabled(job: Job, enabled: bool, now: datetime, policy: Policy) -> dict[str, Any]:
@@ -188,7 +264,7 @@ def on_enabled(job: Job, enabled: bool, now: datetime, policy: Policy) -> dict[s
     values: dict[str, Any] = {"enabled": enabled}
     if job.running:
         return values
-    if not enabled:
+    if not enabled or job.next_sched is None:  # a dependent job runs when its parent says
         values["next_run"] = job.triggered_at
     elif not job.enabled:
         nxt = job.next_sched or now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import beat
@@ -15,6 +16,7 @@ from celery_dalga.jobs import Run
 from celery_dalga.store import Store, store_for
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 60.0  # seconds between two prunings of the history
 
 
 class Scheduler(beat.Scheduler):
@@ -29,6 +31,7 @@ class Scheduler(beat.Scheduler):
         self.settings = settings_for(app)
         self.store: Store | None = None
         self.instance: Instance | None = None
+        self.pruned_at = 0.0
         kwargs["max_interval"] = kwargs.get("max_interval") or self.settings.max_interval
         super().__init__(app, *args, **kwargs)
 
@@ -62,6 +65,7 @@ class Scheduler(beat.Scheduler):
             self.setup_schedule()
         batch = self.settings.batch_size
         try:
+            self.prune_history()
             runs = self.store.claim(batch, self.instance.id if self.instance else None)
             self.publish(runs)
             if len(runs) == batch:
@@ -73,6 +77,13 @@ class Scheduler(beat.Scheduler):
         if wait is None:
             return self.max_interval
         return min(max(wait, self.settings.batch_window), self.max_interval)
+
+    def prune_history(self) -> None:
+        """Forget attempts older than history_ttl, a chunk at most every PRUNE_EVERY."""
+        if self.settings.history_runs and time.monotonic() - self.pruned_at > PRUNE_EVERY:
+            self.pruned_at = time.monotonic()
+            if pruned := self.store.prune_history():
+                log.info("forgot %d attempts older than the history's ttl", pruned)
 
     def publish(self, runs: list[Run]) -> None:
         """Publish the runs as callback tasks, in one broker round trip where the broker allows

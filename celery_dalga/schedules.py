@@ -97,9 +97,26 @@ def parse_location(name: str) -> ZoneInfo:
         raise ScheduleError(f"{name!r} is not an IANA time zone") from None
 
 
+QUARTZ_WEEKDAY = re.compile(r"(?<![/#\d])([1-7])(?!\d)")
+
+
+def croniter_form(expr: str) -> tuple[str, bool]:
+    """A cron expression as croniter reads it, and whether its first field is seconds.
+
+    Five fields are classic cron. Six or seven fields are Quartz's (go-quartz's) order,
+    seconds first and an optional year last, with Quartz's weekdays 1-7 for SUN-SAT, which
+    become croniter's 0-6 (croniter would read a sixth field as seconds at the end)."""
+    fields = expr.split()
+    if len(fields) < 6:
+        return expr, False
+    fields[5] = QUARTZ_WEEKDAY.sub(lambda m: str(int(m[1]) - 1), fields[5])
+    return " ".join(fields), True
+
+
 def parse_cron(expr: str) -> str:
-    """A five- or six-field cron expression, as croniter reads it."""
-    if not croniter.is_valid(expr):
+    """A cron expression: five fields (classic), or six or seven with seconds first (Quartz)."""
+    form, seconds_first = croniter_form(expr)
+    if not croniter.is_valid(form, second_at_beginning=seconds_first):
         raise ScheduleError(f"{expr!r} is not a cron expression")
     return expr
 
@@ -162,9 +179,10 @@ def next_cron(expr: str, after: datetime, location: ZoneInfo) -> datetime:
     DST fall-back fires once, and a slot in the spring-forward gap fires at
     the first instant after the gap.
     """
+    form, seconds_first = croniter_form(expr)
     wall = after.astimezone(location).replace(tzinfo=None)
     while True:
-        wall = croniter(expr, wall).get_next(datetime)
+        wall = croniter(form, wall, second_at_beginning=seconds_first).get_next(datetime)
         candidate = localize(wall, location)
         if candidate > after:
             return candidate

@@ -1,28 +1,24 @@
-"""A job request as Dalga's parameters describe it, checked against Dalga's rules."""
+"""A job request as Dalga's parameters describe it, checked against Dalga's rules, with
+Kala's (parent, retries, retry-interval, epsilon) and go-quartz's (if-absent) besides."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from celery_dalga import schedules
-from celery_dalga.schedules import Schedule, ScheduleError
+from celery_dalga.schedules import UTC_ZONE, Schedule, ScheduleError
 from celery_dalga.values import parse_bool
 
-PARAMETERS = (
-    "interval",
-    "cron",
-    "schedule",
-    "first-run",
-    "one-off",
-    "immediate",
-    "location",
-    "exchange",
-)
+SCHEDULE_PARAMETERS = ("interval", "cron", "schedule", "first-run", "one-off", "immediate")
+JOB_PARAMETERS = ("exchange", "task", "parent", "retries", "retry-interval", "epsilon", "if-absent")
+PARAMETERS = (*SCHEDULE_PARAMETERS, "location", *JOB_PARAMETERS)
 EXCHANGE = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
+TASK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+MAX_RETRIES = 1000
 MAX_PATH = 255
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -46,9 +42,18 @@ class JobSpec:
     first_run: datetime | None = None
     immediate: bool = False
     exchange: str | None = None  # publish to this AMQP exchange instead of calling HTTP
+    task: str | None = None  # call this Celery task with the body instead of calling HTTP
+    parent: tuple[str, str] | None = None  # (path, body): run after each success of that job
+    retries: int | None = None  # this job's retries of a run (else retry until given up)
+    retry_interval: float | None = None  # this job's first retry delay, seconds
+    epsilon: float | None = None  # this job's epsilon, seconds
+    if_absent: bool = False  # schedule only if no such job exists yet
 
-    def first_sched(self, now: datetime) -> datetime:
-        """When the first run is due, given the current time."""
+    def first_sched(self, now: datetime) -> datetime | None:
+        """When the first run is due, given the current time (None: a dependent job, due when
+        its parent says)."""
+        if self.parent is not None:
+            return None
         if self.immediate:
             return now
         if self.first_run is not None:
@@ -86,14 +91,77 @@ def _field(params: Mapping[str, str], name: str, parse):
 
 
 def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 65535) -> JobSpec:
-    """Check Dalga's parameters (query string or form) and return the JobSpec they describe."""
+    """Check the parameters (query string or form) and return the JobSpec they describe."""
     check_key(path, body, max_body)
-    params = dict(params)
-    exchange = params.pop("exchange", None)
-    if exchange is not None and not EXCHANGE.match(exchange):
-        raise InvalidParameter("exchange", "an AMQP exchange name: letters, digits, . _ : -")
-    schedule, first_run, immediate = _parse_params(tuple(sorted(params.items())))
-    return JobSpec(path, body, schedule, first_run, immediate, exchange)
+    schedule_params = {k: v for k, v in params.items() if k not in JOB_PARAMETERS}
+    job = {k: v for k, v in params.items() if k in JOB_PARAMETERS}
+    parent = _field(job, "parent", lambda text: _parent(text, max_body))
+    if parent is not None:
+        given = sorted(set(schedule_params) & set(SCHEDULE_PARAMETERS))
+        if given:
+            raise InvalidParameter(given[0], "a dependent job runs after its parent, unscheduled")
+        location = _field(schedule_params, "location", schedules.parse_location)
+        schedule, first_run, immediate = Schedule(location=location or UTC_ZONE), None, False
+        reject_unknown(schedule_params)
+    else:
+        items = tuple(sorted(schedule_params.items()))
+        schedule, first_run, immediate = _parse_params(items)
+    exchange = _field(job, "exchange", lambda text: _matching(EXCHANGE, text, "an AMQP exchange"))
+    task = _field(job, "task", lambda text: _matching(TASK, text, "a dotted Celery task name"))
+    if exchange and task:
+        raise InvalidParameter("task", "cannot be combined with exchange")
+    return JobSpec(
+        path,
+        body,
+        schedule,
+        first_run,
+        immediate,
+        exchange,
+        task,
+        parent,
+        _field(job, "retries", _retries),
+        _field(job, "retry-interval", _seconds),
+        _field(job, "epsilon", _seconds),
+        bool(_field(job, "if-absent", parse_bool)),
+    )
+
+
+def _matching(pattern: re.Pattern, text: str, what: str) -> str:
+    if not pattern.match(text) or len(text) > 255:
+        raise ValueError(f"{text!r} is not {what}")
+    return text
+
+
+def _parent(text: str, max_body: int) -> tuple[str, str]:
+    """<path>/<body> of the parent job."""
+    path, _, body = text.rpartition("/")
+    if not path or not body:
+        raise ValueError(f"{text!r} is not <path>/<body> of a job")
+    check_key(path, body, max_body)
+    return path, body
+
+
+def _retries(text: str) -> int:
+    count = int(text)
+    if not 0 <= count <= MAX_RETRIES:
+        raise ValueError(f"must be between 0 and {MAX_RETRIES}")
+    return count
+
+
+def _seconds(text: str) -> float:
+    """Seconds or an ISO 8601 duration without days, months or years."""
+    duration = schedules.parse_duration(text)
+    if duration.is_calendar:
+        raise ValueError(f"{text!r} has days, months or years")
+    return duration.elapsed.total_seconds()
+
+
+def reject_unknown(names: Iterable[str], known: Iterable[str] = PARAMETERS) -> None:
+    """An InvalidParameter for the first of names that is not a known parameter."""
+    known = list(known)
+    for name in sorted(names):
+        if name not in known:
+            raise InvalidParameter(name, f"unknown parameter (known: {', '.join(known)})")
 
 
 @lru_cache(maxsize=4096)
@@ -101,9 +169,7 @@ def _parse_params(items: tuple[tuple[str, str], ...]) -> tuple[Schedule, datetim
     """The schedule, first run and immediacy that parameters describe. Cached: a bulk import
     repeats a few parameter sets a million times."""
     params = dict(items)
-    for name in params:
-        if name not in PARAMETERS:
-            raise InvalidParameter(name, f"unknown parameter (known: {', '.join(PARAMETERS)})")
+    reject_unknown(params)
     location = _field(params, "location", schedules.parse_location) or schedules.parse_location(
         "UTC"
     )

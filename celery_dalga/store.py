@@ -81,6 +81,11 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("location", String(64), nullable=False, default="UTC"),
         Column("one_off", Boolean, nullable=False, default=False),
         Column("exchange", String(255)),
+        Column("task", String(255)),
+        Column("parent_key", String(64), index=True),
+        Column("retries", Integer),
+        Column("retry_interval", Float),
+        Column("epsilon", Float),
         Column("enabled", Boolean, nullable=False, default=True),
         Column("next_run", Instant, index=True),
         Column("next_sched", Instant),
@@ -116,6 +121,35 @@ def make_instances_table(metadata: MetaData, name: str) -> Table:
 
 class TableError(RuntimeError):
     """The table exists but is not a celery-dalga jobs table."""
+
+
+def make_history_table(metadata: MetaData, name: str) -> Table:
+    """Each job's last attempts: a ring of slots per job key (so a one-off job's history
+    outlives the job), pruned by age."""
+    return Table(
+        f"{name}_runs",
+        metadata,
+        Column("job_key", String(64), primary_key=True),
+        Column("slot", Integer, primary_key=True, autoincrement=False),
+        Column("path", String(255), nullable=False),
+        Column("sched", Instant, nullable=False),
+        Column("manual", Boolean, nullable=False),
+        Column("started", Instant, nullable=False),
+        Column("finished", Instant, nullable=False, index=True),
+        Column("status", Integer),
+        Column("error", Text),
+        Column("duration", Float, nullable=False),
+        Column("instance_id", BigInteger),
+        Column("outcome", String(16), nullable=False),
+    )
+
+
+class JobExists(Exception):
+    """An insert-if-absent PUT found the job already scheduled."""
+
+    def __init__(self, job: Job):
+        super().__init__("job already scheduled")
+        self.job = job
 
 
 MYSQL_TRANSIENT = {1213, 1205}  # deadlock found; lock wait timeout
@@ -182,6 +216,7 @@ class Store:
         metadata = MetaData()
         self.table = make_table(metadata, table)
         self.instances = make_instances_table(metadata, table)
+        self.history = make_history_table(metadata, table)
         self.policy = policy or Policy()
         self.clock: Callable[[], datetime] | None = None
         self._clock_sample: tuple[datetime, float] | None = None
@@ -250,11 +285,19 @@ class Store:
 
     @rerun_transient
     def put(self, spec: JobSpec) -> Job:
-        """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call."""
+        """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call.
+        With spec.if_absent an existing job is left as it is: JobExists."""
         now = self.now()
-        row = new_job_columns(spec, spec.first_sched(now), now)
+        first = spec.first_sched(now)
+        row = new_job_columns(spec, first, now)
         with self.engine.begin() as conn:
-            conn.execute(self._upsert(), [row])
+            if spec.if_absent:
+                found = self._select_key(conn, row["job_key"])
+                if found is not None:
+                    raise JobExists(Job.from_mapping(found._mapping))
+                conn.execute(insert(self.table), [row])
+            else:
+                conn.execute(self._upsert(), [row])
             return Job.from_mapping(self._select_key(conn, row["job_key"])._mapping)
 
     @rerun_transient
@@ -325,20 +368,84 @@ class Store:
             return stmt.on_duplicate_key_update(**changes)
         return stmt.on_conflict_do_update(index_elements=[t.c.job_key], set_=changes)
 
-    @rerun_transient
     def get(self, path: str, body: str) -> Job | None:
+        return self.get_by_key(job_key(path, body))
+
+    @rerun_transient
+    def get_by_key(self, key: str | None) -> Job | None:
+        """The job with this job_key, or None."""
+        if key is None:
+            return None
         with self.engine.connect() as conn:
-            row = self._select_key(conn, job_key(path, body))
+            row = self._select_key(conn, key)
         return Job.from_mapping(row._mapping) if row else None
 
     @rerun_transient
     def delete(self, path: str, body: str) -> bool:
-        """Cancel the job; an in-flight run finds its token gone and stops."""
+        """Cancel the job, and its dependent jobs with theirs (Kala: a child without its parent
+        goes too); an in-flight run finds its token gone and stops."""
+        t = self.table
         with self.engine.begin() as conn:
-            gone = conn.execute(
-                delete(self.table).where(self.table.c.job_key == job_key(path, body))
-            ).rowcount
-        return bool(gone)
+            keys = [job_key(path, body)]
+            if not conn.execute(select(t.c.id).where(t.c.job_key == keys[0])).first():
+                return False
+            frontier = keys
+            while frontier:
+                frontier = list(
+                    conn.execute(select(t.c.job_key).where(t.c.parent_key.in_(frontier))).scalars()
+                )
+                keys += frontier
+            conn.execute(delete(t).where(t.c.job_key.in_(keys)))
+        return True
+
+    def delete_all(self, chunk: int = 10_000) -> int:
+        """Delete every job, `chunk` rows a transaction (a million rows in one would hold the
+        table); returns how many."""
+        deleted = 0
+        while gone := self._delete_some(chunk):
+            deleted += gone
+        return deleted
+
+    @rerun_transient
+    def _delete_some(self, chunk: int) -> int:
+        t = self.table
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(t.c.id).order_by(t.c.id).limit(chunk)).scalars())
+            return conn.execute(delete(t).where(t.c.id.in_(ids))).rowcount if ids else 0
+
+    @rerun_transient
+    def history_of(self, path: str, body: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The job's kept attempts, newest first (also after a one-off job is gone)."""
+        h = self.history
+        query = (
+            select(h)
+            .where(h.c.job_key == job_key(path, body))
+            .order_by(h.c.finished.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    **row._mapping,
+                    **{k: aware(row._mapping[k]) for k in ("sched", "started", "finished")},
+                    "manual": bool(row.manual),
+                }
+                for row in conn.execute(query)
+            ]
+
+    @rerun_transient
+    def prune_history(self, chunk: int = 10_000) -> int:
+        """Forget up to `chunk` attempts older than history_ttl; returns how many."""
+        h = self.history
+        cutoff = naive(self.now() - timedelta(seconds=self.policy.history_ttl))
+        with self.engine.begin() as conn:
+            old = conn.execute(
+                select(h.c.job_key, h.c.slot).where(h.c.finished < cutoff).limit(chunk)
+            ).all()
+            if not old:
+                return 0
+            pairs = tuple_(h.c.job_key, h.c.slot).in_([tuple(row) for row in old])
+            return conn.execute(delete(h).where(pairs)).rowcount
 
     @rerun_transient
     def trigger(self, path: str, body: str) -> Job | None:
@@ -377,15 +484,22 @@ class Store:
         reverse: bool = False,
         after: tuple[Any, ...] | None = None,
         limit: int = 100,
+        path_prefix: str | None = None,
+        parent_key: str | None = None,
     ) -> list[Job]:
-        """A page of jobs, optionally only those with this path, in insert order (by id) or in
-        next-sched order (by next_sched, then id), after the keyset `after`: the last job's
-        (id,) or (next_sched, id) on the page before."""
+        """A page of jobs, optionally only those with this path (or path prefix, or parent),
+        in insert order (by id) or in next-sched order (by next_sched, then id), after the
+        keyset `after`: the last job's (id,) or (next_sched, id) on the page before."""
         t = self.table
         keys = (t.c.id,) if sort_by == "insert-order" else (t.c.next_sched, t.c.id)
         query = select(t).order_by(*(k.desc() if reverse else k for k in keys)).limit(limit)
         if path is not None:
             query = query.where(t.c.path == path)
+        if path_prefix:
+            escaped = path_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+            query = query.where(t.c.path.like(escaped + "%", escape="!"))
+        if parent_key is not None:
+            query = query.where(t.c.parent_key == parent_key)
         if after is not None:
             last = tuple(naive(v) if isinstance(v, datetime) else v for v in after)
             row = tuple_(*keys)
@@ -401,9 +515,16 @@ class Store:
         in_flight = (t.c.token.is_not(None), t.c.token != RETRY_WAIT, t.c.next_run > naive(now))
         mine = t.c.instance_id == instance_id
         with self.engine.connect() as conn:
-            total, disabled = conn.execute(
-                select(func.count(), func.coalesce(func.sum(_int(~t.c.enabled)), 0))
+            total, disabled, successes, errors, last_attempt = conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.sum(_int(~t.c.enabled)), 0),
+                    func.coalesce(func.sum(t.c.success_count), 0),
+                    func.coalesce(func.sum(t.c.error_count), 0),
+                    func.max(t.c.last_attempt),
+                )
             ).one()
+            next_run = conn.execute(select(func.min(t.c.next_run))).scalar()
             running, running_here = conn.execute(
                 select(func.count(), func.coalesce(func.sum(_int(mine)), 0)).where(*in_flight)
             ).one()
@@ -424,6 +545,10 @@ class Store:
             "lag": int(lag),
             "disabled_jobs": int(disabled),
             "lag_seconds": round(lag, 3),
+            "success_count": int(successes),
+            "error_count": int(errors),
+            "next_run": aware(next_run).isoformat() if next_run else None,
+            "last_attempt": aware(last_attempt).isoformat() if last_attempt else None,
             "now": now.isoformat(),
         }
 
@@ -554,9 +679,10 @@ class Store:
         return [r for r in ours if r.job_id not in lost]
 
     @rerun_transient
-    def settle(self, attempts: list[Attempt]) -> list[Outcome]:
+    def settle(self, attempts: list[Attempt], instance_id: int | None = None) -> list[Outcome]:
         """Apply the answers of a task's POSTs (runs.on_answer) in one transaction: the rows
-        are locked, and only those still carrying the runs' tokens change."""
+        are locked, and only those still carrying the runs' tokens change; each attempt goes
+        into the jobs' history, and the dependent jobs the answers make due become due."""
         if not attempts:
             return []
         t = self.table
@@ -566,18 +692,27 @@ class Store:
             )
             jobs = {row.id: Job.from_mapping(row._mapping) for row in rows}
             now, clock = self.now(conn), time.monotonic()
+            ended = [a.ended_at(now, clock) for a in attempts]
             changes = [
-                protocol.on_answer(jobs.get(a.run.job_id), a, a.ended_at(now, clock), self.policy)
-                for a in attempts
+                protocol.on_answer(jobs.get(a.run.job_id), a, at, self.policy)
+                for a, at in zip(attempts, ended, strict=True)
             ]
-            self._apply(
-                conn,
-                [
-                    (a.run.job_id, c)
-                    for a, c in zip(attempts, changes, strict=True)
-                    if c.outcome is not Outcome.STALE
-                ],
-            )
+            settled = [
+                (a, c, at)
+                for a, c, at in zip(attempts, changes, ended, strict=True)
+                if c.outcome is not Outcome.STALE
+            ]
+            self._apply(conn, [(a.run.job_id, c) for a, c, _ in settled])
+            if self.policy.history_runs and settled:
+                policy = self.policy
+                self._write_history(
+                    conn,
+                    [
+                        protocol.record(jobs[a.run.job_id], a, c, at, policy, instance_id)
+                        for a, c, at in settled
+                    ],
+                )
+            self._wake(conn, [c for _, c, _ in settled], now)
         return [c.outcome for c in changes]
 
     def _apply(self, conn: Connection, changes: list[tuple[int, Change]]) -> None:
@@ -594,6 +729,51 @@ class Store:
                 by_columns[tuple(sorted(values))].append({"id": job_id, **values})
         for columns, rows in by_columns.items():
             self._update_rows(conn, list(columns), rows)
+
+    def _write_history(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Upsert the attempts into their slots, in one statement."""
+        h = self.history
+        rows = [_stored(row) for row in rows]
+        if self.engine.dialect.name in ("mysql", "mariadb"):
+            stmt = mysql.insert(h)
+            changed = {c: stmt.inserted[c] for c in rows[0] if c not in ("job_key", "slot")}
+            conn.execute(stmt.on_duplicate_key_update(**changed), rows)
+            return
+        stmt = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert(h)
+        changed = {c: stmt.excluded[c] for c in rows[0] if c not in ("job_key", "slot")}
+        conn.execute(
+            stmt.on_conflict_do_update(index_elements=["job_key", "slot"], set_=changed), rows
+        )
+
+    def _wake(self, conn: Connection, changes: list[Change], now: datetime) -> None:
+        """Make due the dependent jobs the changes name: each parent's first enabled child,
+        and the enabled sibling after each dependent run that ended (one SELECT when none)."""
+        t = self.table
+        parents = [c.children_of for c in changes if c.children_of]
+        woken: list[int] = []
+        if parents:
+            woken += conn.execute(
+                select(func.min(t.c.id))
+                .where(t.c.parent_key.in_(parents), t.c.enabled)
+                .group_by(t.c.parent_key)
+            ).scalars()
+        for parent, after in (c.sibling_after for c in changes if c.sibling_after):
+            found = conn.execute(
+                select(func.min(t.c.id)).where(
+                    t.c.parent_key == parent, t.c.id > after, t.c.enabled
+                )
+            ).scalar()
+            if found is not None:
+                woken.append(found)
+        if woken:
+            conn.execute(
+                update(t)
+                .where(t.c.id.in_(woken))
+                .values(
+                    triggered_at=naive(now),
+                    next_run=func.coalesce(_if_running(t, t.c.next_run), naive(now)),
+                )
+            )
 
     def _update_rows(
         self, conn: Connection, columns: list[str], rows: list[dict[str, Any]]
@@ -627,6 +807,11 @@ SCHEDULE_COLUMNS = (
     "location",
     "one_off",
     "exchange",
+    "task",
+    "parent_key",
+    "retries",
+    "retry_interval",
+    "epsilon",
     "enabled",
     "next_sched",
 )

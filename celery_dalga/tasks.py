@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from celery.signals import (
     worker_process_init,
     worker_process_shutdown,
@@ -50,10 +51,10 @@ def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
     )
 
 
-def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
-    """Deliver runs: drop those whose rows no longer carry their tokens (one read), POST the
-    others concurrently (or publish those bound for an AMQP exchange), and settle all the
-    answers in one transaction."""
+def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcome]:
+    """Deliver runs: drop those whose rows no longer carry their tokens (one read); make the
+    others' calls at once (POST, or publish to an AMQP exchange, or call a Celery task of
+    `app`); and settle all the answers in one transaction."""
     store = store_for(settings)
     rounds = -(-len(runs) // settings.callback_concurrency)  # POSTs waiting for a free slot
     ours = store.fence(runs, keep=settings.callback_timeout * rounds + LEASE_SPARE)
@@ -62,33 +63,37 @@ def deliver(settings: Settings, runs: list[Run]) -> list[Outcome]:
         if run.job_id not in held:
             log.info("dropped stale delivery path=%s sched=%s", run.path, run.sched.isoformat())
     me = instance_for(settings).id
-    published = [run for run in ours if run.exchange or settings.publish_exchange]
-    posted = [run for run in ours if not (run.exchange or settings.publish_exchange)]
-    client = http.client(settings.callback_concurrency)
-    answers = dict(
-        zip(
-            posted,
-            client.post_all(
-                [callback_post(settings, run, me) for run in posted], settings.callback_timeout
-            ),
-            strict=True,
-        )
-    )
-    if published:
-        answers.update(zip(published, publish(settings, published, me), strict=True))
+    answers: dict[Run, http.Answer] = {}
+    for kind, call in (("http", post), ("amqp", publish), ("task", call_tasks)):
+        group = [run for run in ours if _kind(run, settings) == kind]
+        if group:
+            answers.update(zip(group, call(settings, group, me, app), strict=True))
     attempts = [
         Attempt(
             run, answers[run].status, answers[run].error, answers[run].seconds, answers[run].ended
         )
         for run in ours
     ]
-    outcomes = store.settle(attempts)
+    outcomes = store.settle(attempts, me)
     for attempt, outcome in zip(attempts, outcomes, strict=True):
         _log_attempt(attempt, outcome)
     return [Outcome.STALE] * (len(runs) - len(ours)) + outcomes
 
 
-def publish(settings: Settings, runs: list[Run], instance_id: int) -> list[http.Answer]:
+def _kind(run: Run, settings: Settings) -> str:
+    if run.task:
+        return "task"
+    return "amqp" if run.exchange or settings.publish_exchange else "http"
+
+
+def post(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
+    """POST the runs concurrently (celery_dalga.http)."""
+    client = http.client(settings.callback_concurrency)
+    posts = [callback_post(settings, run, instance_id) for run in runs]
+    return client.post_all(posts, settings.callback_timeout)
+
+
+def publish(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
     """Publish runs to their AMQP exchanges (celery_dalga.publishing)."""
     url = publishing.publish_url(settings)
     if not url:
@@ -97,6 +102,46 @@ def publish(settings: Settings, runs: list[Run], instance_id: int) -> list[http.
     return publishing.publisher(url).publish_all(
         runs, settings.publish_exchange, settings.callback_timeout, instance_id
     )
+
+
+def call_tasks(
+    settings: Settings, runs: list[Run], instance_id: int, app: Any
+) -> list[http.Answer]:
+    """Call each run's Celery task with its body, in this process (so the one-in-flight,
+    retry and lease rules hold as for POSTs), at most callback_concurrency at once. A task
+    that returns is a 200; one that raises, is not registered here, or runs past
+    callback_timeout is a failure (a task left running past the timeout goes on, as an
+    endpoint that answers too late does)."""
+    tasks = (app or current_app).tasks
+    pool = _task_pool(settings.callback_concurrency)
+    started = time.monotonic()
+    calls = [pool.submit(tasks[run.task], run.body) if run.task in tasks else None for run in runs]
+    answers = []
+    for run, call in zip(runs, calls, strict=True):
+        if call is None:
+            error = f"no task {run.task!r} is registered in this worker"
+            answers.append(http.Answer(None, error, 0.0, time.monotonic()))
+            continue
+        try:
+            call.result(timeout=max(0.0, started + settings.callback_timeout - time.monotonic()))
+            status, error = 200, "returned"
+        except TimeoutError:
+            status, error = None, f"still running after {settings.callback_timeout} s"
+        except Exception as exc:  # the task's own failure, whatever it is
+            status, error = None, f"{type(exc).__name__}: {exc}"
+        ended = time.monotonic()
+        answers.append(http.Answer(status, error, ended - started, ended))
+    return answers
+
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
+def _task_pool(size: int) -> ThreadPoolExecutor:
+    """This process's threads for task jobs."""
+    if size not in _pools:
+        _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dalga-task")
+    return _pools[size]
 
 
 def _log_attempt(attempt: Attempt, outcome: Outcome) -> None:
@@ -125,7 +170,7 @@ def _log_attempt(attempt: Attempt, outcome: Outcome) -> None:
 def http_callbacks(self: Task, token: str, runs: list[list[Any]]) -> dict[str, int]:
     """Deliver the runs of one claim; returns how many ended which way."""
     delivered = runs_of(BATCH_TASK_NAME, {"token": token, "runs": runs})
-    counts = Counter(str(o) for o in deliver(settings_for(self.app), delivered))
+    counts = Counter(str(o) for o in deliver(settings_for(self.app), delivered, self.app))
     log.info(
         "delivered %d runs %s, first path=%s",
         len(delivered),
@@ -147,11 +192,12 @@ def http_callback(
     manual: bool = False,
     exchange: str | None = None,
     expires: float | None = None,
+    task: str | None = None,
 ) -> str:
     """Deliver one run (a task of one run, or a message queued by an earlier version)."""
     when = datetime.fromisoformat(sched)
-    run = Run(job_id, key, path, body, when, token, manual, exchange, expires)
-    (outcome,) = deliver(settings_for(self.app), [run])
+    run = Run(job_id, key, path, body, when, token, manual, exchange, expires, task)
+    (outcome,) = deliver(settings_for(self.app), [run], self.app)
     log.info("callback path=%s sched=%s outcome=%s", path, sched, outcome)
     return str(outcome)
 
@@ -164,6 +210,7 @@ def _reset_after_fork(**_: Any) -> None:
     http.forget_clients()
     publishing.forget_publishers()
     instances.forget_after_fork()
+    _pools.clear()
 
 
 @worker_ready.connect(weak=False)

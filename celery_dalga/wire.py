@@ -59,6 +59,11 @@ def job_json(job: Job) -> dict[str, Any]:
         "schedule": job.repeat,
         "one_off": job.one_off,
         "exchange": job.exchange,
+        "task": job.task,
+        "parent_key": job.parent_key,
+        "retries": job.retries,
+        "retry_interval": job.retry_interval,
+        "epsilon": job.epsilon,
         "enabled": job.enabled,
         "running": job.running,
         "triggered_at": instant(job.triggered_at, at),
@@ -122,3 +127,64 @@ class Cursor:
             )
         except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
             raise InvalidParameter("cursor", "not a cursor this server gave") from None
+
+
+def attempt_json(attempt: dict[str, Any]) -> dict[str, Any]:
+    """One attempt of a job's history as JSON; lateness is its start minus its instant."""
+    return {
+        "sched": instant(attempt["sched"]),
+        "manual": attempt["manual"],
+        "started": instant(attempt["started"]),
+        "finished": instant(attempt["finished"]),
+        "lateness": round((attempt["started"] - attempt["sched"]).total_seconds(), 3),
+        "status": attempt["status"],
+        "error": attempt["error"],
+        "duration": attempt["duration"],
+        "instance_id": attempt["instance_id"],
+        "outcome": attempt["outcome"],
+    }
+
+
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # what Go writes for a time.Time never set
+
+
+def kala_job_stats(job_id: int, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kala's JobStat list from a job's history: one per run (its retries folded in), oldest
+    first; ExecutionDuration in nanoseconds (Go's time.Duration), from the first attempt's
+    start to the last attempt's end."""
+    by_run: dict[tuple[Any, bool], list[dict[str, Any]]] = {}
+    for attempt in sorted(history, key=lambda a: a["started"]):
+        by_run.setdefault((attempt["sched"], attempt["manual"]), []).append(attempt)
+    return [
+        {
+            "JobId": str(job_id),
+            "RanAt": instant(attempts[0]["started"]),
+            "NumberOfRetries": len(attempts) - 1,
+            "Success": attempts[-1]["status"] in (200, 204),
+            "ExecutionDuration": int(
+                (attempts[-1]["finished"] - attempts[0]["started"]).total_seconds() * 1e9
+            ),
+        }
+        for attempts in by_run.values()
+    ]
+
+
+def kala_stats(status: dict[str, Any]) -> dict[str, Any]:
+    """Kala's app-wide stats (/api/v1/stats) from the status: as Kala writes them, with
+    CreatedAt the time of the report and NextRunAt the soonest next run."""
+    return {
+        "Stats": {
+            "ActiveJobs": status["total_jobs"] - status["disabled_jobs"],
+            "DisabledJobs": status["disabled_jobs"],
+            "Jobs": status["total_jobs"],
+            "ErrorCount": status["error_count"],
+            "SuccessCount": status["success_count"],
+            "NextRunAt": _go_time(status["next_run"]),
+            "LastAttemptedRun": _go_time(status["last_attempt"]),
+            "CreatedAt": _go_time(status["now"]),
+        }
+    }
+
+
+def _go_time(text: str | None) -> str:
+    return instant(datetime.fromisoformat(text)) if text else GO_ZERO_TIME

@@ -38,6 +38,11 @@ def job(**changes) -> Job:
         location="UTC",
         one_off=False,
         exchange=None,
+        task=None,
+        parent_key=None,
+        retries=None,
+        retry_interval=None,
+        epsilon=None,
         enabled=True,
         next_run=NOW,
         next_sched=NOW,
@@ -72,7 +77,9 @@ def answer(j: Job, status: int | None, now=NOW, policy=POLICY, run=None) -> Chan
 
 def test_a_due_scheduled_run_is_sent_with_its_instant():
     decision = on_due(job(token=None), TOKEN, NOW, POLICY)
-    assert decision == Run(1, job_key("feeds", "1"), "feeds", "1", NOW, TOKEN, False, None, 60)
+    assert decision == Run(
+        1, job_key("feeds", "1"), "feeds", "1", NOW, TOKEN, False, None, 60, None
+    )
     published = on_due(job(token=None, exchange="jobs", one_off=True), TOKEN, NOW, POLICY)
     assert (published.exchange, published.expires) == ("jobs", None)
 
@@ -158,6 +165,7 @@ def test_200_sets_the_next_slot_from_completion_and_resets_the_backoff():
             "last_attempt": later,
             "last_duration": 0.5,
         },
+        children_of=job().key,
     )
 
 
@@ -202,11 +210,12 @@ def test_200_on_calendar_schedules_takes_the_next_slot(schedule, expected):
     ],
 )
 def test_200_deletes_a_job_with_no_run_left(state):
-    assert answer(job(**state), 200) == Change(Outcome.DELETED, delete=True)
+    deleted = answer(job(**state), 200)
+    assert deleted == Change(Outcome.DELETED, delete=True, children_of=job().key)
 
 
 def test_204_deletes_any_job():
-    assert answer(job(), 204) == Change(Outcome.DELETED, delete=True)
+    assert answer(job(), 204) == Change(Outcome.DELETED, delete=True, children_of=job().key)
 
 
 def test_a_schedule_replaced_during_the_run_is_kept():

@@ -10,19 +10,20 @@ from urllib.parse import unquote_plus
 from flask import Flask, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import PathConverter
 
 from celery_dalga.client import Client, JobNotFound
 from celery_dalga.config import Settings
 from celery_dalga.instances import Instance, instance_for
-from celery_dalga.spec import InvalidParameter, check_key
-from celery_dalga.store import Store
+from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
+from celery_dalga.store import JobExists, Store
 from celery_dalga.values import parse_bool
-from celery_dalga.wire import SORTS, Cursor, instant, job_json
+from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
 from webapi.openapi import openapi_spec
+from webapi.ui import register_ui
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
-JOB_METHODS = {"GET", "PUT", "DELETE", "POST", "PATCH"}
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -63,12 +64,17 @@ def _error(status: int, message: str, **extra: Any):
     return jsonify(error=message, **extra), status
 
 
-def _reject_unknown(known: set[str]) -> None:
+def _reject_unknown(known: list[str]) -> None:
     """A 400 naming the first query or form parameter that is not one of `known`."""
-    unknown = (set(request.args) | set(request.form)) - known
-    if unknown:
-        names = ", ".join(sorted(known))
-        raise InvalidParameter(sorted(unknown)[0], f"unknown parameter (known: {names})")
+    reject_unknown(set(request.args) | set(request.form), known)
+
+
+class AnyPath(PathConverter):
+    """{path}/{body} after /jobs/, empty segments included: an empty path or body deserves
+    a 400 naming it rather than a 404."""
+
+    regex = ".*"
+    part_isolating = False
 
 
 def _bool_arg(name: str) -> bool:
@@ -89,15 +95,20 @@ def create_app(
     app = Flask(__name__)
     app.json.sort_keys = False  # Dalga's fields first, in Dalga's order
     app.url_map.merge_slashes = False
+    app.url_map.converters["anypath"] = AnyPath
     client = Client(settings)
     store = client.store = store or client.store
     instance = instance or instance_for(settings, "web")
 
+    @app.route("/jobs/<anypath:rest>", methods=["GET", "PUT", "DELETE", "POST", "PATCH"])
     def job_route(rest: str):
         path, body = _split(rest, settings.max_body)
         if request.method == "PUT":
             params = {**request.args.to_dict(), **request.form.to_dict()}
-            job = store.put(client.spec(path, body, params))
+            try:
+                job = store.put(client.spec(path, body, params))
+            except JobExists as exists:
+                return _error(409, str(exists), job=job_json(exists.job))
             log.info("scheduled path=%s next_run=%s", path, instant(job.next_run))
             return jsonify(job_json(job)), 201
         if request.method == "GET":
@@ -113,24 +124,40 @@ def create_app(
             return jsonify(job_json(job)), 200
         return pause_or_resume(path, body)
 
+    @app.get("/jobs/<anypath:rest>/runs")
+    def history(rest: str):
+        """The job's last attempts, newest first (Kala's history)."""
+        path, body = _split(rest, settings.max_body)
+        return jsonify(runs=[attempt_json(a) for a in client.history(path, body)])
+
+    @app.get("/jobs/<anypath:rest>/stats")
+    def job_stats(rest: str):
+        """Kala's per-job stats."""
+        return jsonify(job_stats=client.stats(*_split(rest, settings.max_body)))
+
+    @app.delete("/jobs")
+    def delete_all():
+        """Every job, with ?confirm=all (Kala's DELETE /api/v1/job/all/)."""
+        _reject_unknown(["confirm"])
+        if request.args.get("confirm") != "all":
+            raise InvalidParameter("confirm", "say confirm=all to delete every job")
+        deleted = client.cancel_all()
+        log.warning("deleted all %d jobs", deleted)
+        return jsonify(deleted=deleted), 200
+
+    @app.get("/stats")
+    def app_stats():
+        """Kala's app-wide stats (/api/v1/stats)."""
+        return jsonify(kala_stats(store.status(instance.id)))
+
     def pause_or_resume(path: str, body: str):
-        _reject_unknown({"disable", "enable"})
+        _reject_unknown(["disable", "enable"])
         wants = [name for name in ("disable", "enable") if _bool_arg(name)]
         if len(wants) != 1:
             raise InvalidParameter("disable", "give exactly one of disable=true or enable=true")
         job = client.resume(path, body) if wants == ["enable"] else client.pause(path, body)
         log.info("%sd path=%s", wants[0], path)
         return jsonify(job_json(job)), 200
-
-    @app.before_request
-    def jobs_route():
-        """/jobs/{path}/{body}, split by hand: Werkzeug's router cannot match empty segments,
-        and an empty path or body deserves a 400 naming it rather than a 404."""
-        if request.path == "/jobs/continue" and request.method == "GET":
-            return None
-        if request.path.startswith("/jobs/") and request.method in JOB_METHODS:
-            return job_route(request.path[len("/jobs/") :])
-        return None
 
     def listing(path: str | None, sort_by: str, reverse: bool, after: tuple | None, limit: int):
         """A page and the cursor of the page after it (empty when this page is empty, as in
@@ -149,7 +176,7 @@ def create_app(
     def list_jobs():
         """Dalga's listing (path, sort-by, reverse, limit; limit=0 is the largest page) and
         celery-dalga's keyset (after: the id of the last job seen)."""
-        _reject_unknown({"path", "sort-by", "reverse", "limit", "after"})
+        _reject_unknown(["path", "sort-by", "reverse", "limit", "after"])
         sort_by = request.args.get("sort-by") or "insert-order"
         if sort_by not in SORTS:
             raise InvalidParameter("sort-by", f"{sort_by!r} is not one of {', '.join(SORTS)}")
@@ -168,9 +195,11 @@ def create_app(
     @app.get("/jobs/continue")
     def continue_listing():
         """The page after a cursor, in the cursor's path, order and limit (Dalga's)."""
-        _reject_unknown({"cursor"})
+        _reject_unknown(["cursor"])
         cursor = Cursor.decode(request.args.get("cursor", ""))
         return listing(cursor.path, cursor.sort_by, cursor.reverse, cursor.last, cursor.limit)
+
+    register_ui(app, client, instance)
 
     @app.get("/openapi.json")
     def openapi():

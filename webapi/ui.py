@@ -1,0 +1,146 @@
+"""The web UI at /ui: server-rendered pages (Jinja templates, one stylesheet, no build step)
+over the same Client as the HTTP interface: jobs with search and keyset pages, a job with its
+history and a lateness sparkline, forms to create, trigger, pause, resume and delete, and a
+status page with the lag and the instances."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from markupsafe import Markup
+
+from celery_dalga.client import Client, JobNotFound
+from celery_dalga.instances import Instance
+from celery_dalga.spec import PARAMETERS, InvalidParameter
+from celery_dalga.store import JobExists
+from celery_dalga.wire import attempt_json, instant, kala_job_stats
+
+PAGE = 50
+
+
+def sparkline(values: list[float], width: int = 240, height: int = 40) -> Markup:
+    """An inline SVG line of the values (oldest first), scaled to the box."""
+    if len(values) < 2:
+        return Markup("")
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    points = " ".join(
+        f"{i * step:.1f},{height - 2 - (v - low) / span * (height - 4):.1f}"
+        for i, v in enumerate(values)
+    )
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="lateness of the last runs"><polyline points="{points}"/></svg>'
+    )
+
+
+def job_link(path: str, body: str) -> str:
+    return url_for("ui.job", path=path, body=body)
+
+
+def register_ui(app: Flask, client: Client, instance: Instance) -> None:
+    """Serve the UI at /ui on app."""
+    ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
+    store = client.store
+
+    @ui.app_template_filter("when")
+    def when(value: Any) -> Markup:
+        """An instant as 2026-11-25 09:00:00 UTC, the full RFC 3339 text on hover."""
+        if value is None:
+            return Markup("—")
+        shown = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(instant(value), shown)
+
+    @ui.get("/")
+    def home():
+        return redirect(url_for("ui.jobs"))
+
+    @ui.get("/jobs")
+    def jobs():
+        prefix = request.args.get("q", "").strip() or None
+        after = request.args.get("after", type=int)
+        page = store.page(path_prefix=prefix, after=(after,) if after else None, limit=PAGE)
+        more = None
+        if len(page) == PAGE:
+            more = url_for("ui.jobs", **({"q": prefix} if prefix else {}), after=page[-1].id)
+        return render_template("ui/jobs.html", jobs=page, q=prefix or "", more=more, link=job_link)
+
+    @ui.route("/jobs/new", methods=["GET", "POST"])
+    def new_job():
+        form = request.form.to_dict() if request.method == "POST" else {}
+        if request.method == "GET":
+            return render_template("ui/new.html", form=form, error=None)
+        path, body = form.pop("path", ""), form.pop("body", "")
+        params = {k: v for k, v in form.items() if k in PARAMETERS and v.strip()}
+        for flag in ("one-off", "immediate", "if-absent"):
+            if flag in params:
+                params[flag] = "true"
+        try:
+            client.store.put(client.spec(path, body, params))
+        except (InvalidParameter, JobExists) as exc:
+            form.update(path=path, body=body)
+            return render_template("ui/new.html", form=form, error=str(exc)), 400
+        return redirect(job_link(path, body))
+
+    @ui.get("/job")
+    def job():
+        path, body = request.args.get("path", ""), request.args.get("body", "")
+        found = client.get(path, body)
+        history = client.history(path, body)
+        if found is None and not history:
+            return render_template("ui/missing.html", path=path, body=body), 404
+        attempts = [attempt_json(a) for a in history]
+        lateness = [a["lateness"] for a in reversed(attempts)]
+        for attempt, raw in zip(attempts, history, strict=True):
+            attempt.update(sched=raw["sched"], started=raw["started"])
+        return render_template(
+            "ui/job.html",
+            job=found,
+            path=path,
+            body=body,
+            attempts=attempts,
+            stats=kala_job_stats(found.id, history) if found else [],
+            spark=sparkline(lateness),
+            late=(min(lateness), max(lateness)) if lateness else None,
+            parent=store.get_by_key(found.parent_key) if found else None,
+            children=store.page(parent_key=found.key, limit=PAGE) if found else [],
+            link=job_link,
+        )
+
+    @ui.post("/job")
+    def act():
+        path, body, action = (request.form.get(k, "") for k in ("path", "body", "action"))
+        try:
+            {
+                "trigger": client.trigger,
+                "pause": client.pause,
+                "resume": client.resume,
+                "delete": client.cancel,
+            }[action](path, body)
+        except (KeyError, JobNotFound, InvalidParameter):
+            return render_template("ui/missing.html", path=path, body=body), 404
+        if action == "delete":
+            return redirect(url_for("ui.jobs"))
+        return redirect(job_link(path, body))
+
+    @ui.get("/status")
+    def status():
+        return render_template(
+            "ui/status.html",
+            status=store.status(instance.id),
+            instances=store.live_instances(),
+        )
+
+    @ui.post("/delete-all")
+    def delete_all():
+        if request.form.get("confirm") != "all":
+            return redirect(url_for("ui.status"))
+        client.cancel_all()
+        return redirect(url_for("ui.jobs"))
+
+    app.register_blueprint(ui)
+    app.jinja_env.globals["urlencode"] = urlencode
