@@ -22,6 +22,11 @@ if [ "$extras" = dev ] && ! command -v go >/dev/null; then
     apt_install golang-go
 fi
 
+if [ "$extras" = dev ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
+    echo "installing chromium and chromium-driver (tests/test_ui.py drives the UI in them)"
+    apt_install chromium chromium-driver
+fi
+
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 [ -x .venv/bin/python ] || "$python" -m venv .venv

@@ -7,6 +7,7 @@ import pytest
 from helpers import settings_on, unique_table
 
 from celery_dalga import instances
+from celery_dalga.runs import Attempt
 from celery_dalga.store import store_for
 from webapi import create_app
 
@@ -222,3 +223,47 @@ def test_unknown_routes_and_methods_are_json(api):
     assert api.get("/nope").get_json()["error"]
     resp = api.post("/jobs")
     assert resp.status_code == 405 and resp.get_json()["error"]
+
+
+def test_history_stats_and_app_stats_routes(api):
+    api.put("/jobs/a/b/c?interval=60&immediate=true")  # path a/b, body c
+    (run,) = api.store.claim(10)
+    api.store.settle([Attempt(run, 200, "HTTP 200", 0.0)], 7)
+    (attempt,) = api.get("/jobs/a/b/c/runs").get_json()["runs"]
+    assert (attempt["status"], attempt["outcome"], attempt["instance_id"]) == (200, "done", 7)
+    assert attempt["lateness"] >= 0 and attempt["finished"].endswith("Z")
+    (stat,) = api.get("/jobs/a/b/c/stats").get_json()["job_stats"]
+    assert stat["Success"] is True and stat["NumberOfRetries"] == 0
+    stats = api.get("/stats").get_json()["Stats"]
+    assert (stats["Jobs"], stats["ActiveJobs"], stats["SuccessCount"]) == (1, 1, 1)
+    assert api.get("/jobs/a/b/missing/stats").status_code == 404
+    assert api.get("/jobs/a/b/missing/runs").get_json() == {"runs": []}
+    assert api.put("/jobs/x/runs?interval=60").get_json()["body"] == "runs"  # a body "runs"
+
+
+def test_delete_all_needs_confirm_all(api):
+    for i in range(3):
+        api.put(f"/jobs/a/{i}?interval=60")
+    assert api.delete("/jobs").status_code == 400
+    assert api.delete("/jobs?confirm=yes").status_code == 400
+    assert api.store.status()["total_jobs"] == 3
+    assert api.delete("/jobs?confirm=all").get_json() == {"deleted": 3}
+    assert api.store.status()["total_jobs"] == 0
+
+
+def test_insert_if_absent_answers_409_with_the_job_there(api):
+    assert api.put("/jobs/a/b?interval=60&if-absent=true").status_code == 201
+    resp = api.put("/jobs/a/b?interval=5&if-absent=true")
+    assert resp.status_code == 409 and resp.get_json()["job"]["interval"] == "PT60S"
+    assert resp.get_json()["error"] == "job already scheduled"
+
+
+def test_dependent_jobs_and_per_job_settings_over_http(api):
+    api.put("/jobs/p/1?interval=60")
+    child = api.put("/jobs/c/1?parent=p/1&retries=3&retry-interval=PT2S&epsilon=30").get_json()
+    assert child["next_run"] is None and child["parent_key"] is not None
+    assert (child["retries"], child["retry_interval"], child["epsilon"]) == (3, 2.0, 30.0)
+    resp = api.put("/jobs/c/2?parent=nobody/1")
+    assert resp.status_code == 400 and resp.get_json()["parameter"] == "parent"
+    api.delete("/jobs/p/1")
+    assert api.get("/jobs/c/1").status_code == 404

@@ -159,3 +159,39 @@ def _wait(condition, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_a_job_can_call_a_celery_task_with_its_body(make_stack):
+    import celery_test_tasks
+
+    stack = make_stack(retry_interval=0.3)
+    put = stack.api.put("/jobs/tasks/ok?interval=1&immediate=true&task=dalga_test.record")
+    assert put.status_code == 201 and put.get_json()["task"] == "dalga_test.record"
+    stack.api.put("/jobs/tasks/fail-1?one-off=true&immediate=true&task=dalga_test.record")
+    stack.api.put("/jobs/tasks/none?one-off=1&immediate=1&task=dalga_test.missing&retries=0")
+    _wait(lambda: celery_test_tasks.received.count("ok") >= 2)
+    _wait(lambda: celery_test_tasks.received.count("fail-1") >= 2)
+    failing = stack.store.get("tasks", "fail-1")
+    assert "RuntimeError: asked to fail: fail-1" in failing.last_error and failing.attempts >= 1
+    _wait(lambda: not stack.store.get("tasks", "none").enabled)
+    assert "no task 'dalga_test.missing'" in stack.store.get("tasks", "none").last_error
+    assert stack.endpoint.calls == []  # no HTTP call for task jobs
+
+
+def test_cron_with_seconds_first_runs_every_second(make_stack):
+    stack = make_stack()
+    assert stack.api.put("/jobs/sec/1?cron=*+*+*+*+*+*").status_code == 201
+    calls = stack.endpoint.wait_for("sec", 3, timeout=15)
+    scheds = [c.sched for c in calls[:3]]
+    assert all("." not in s for s in scheds)  # whole seconds
+    assert len(set(scheds)) == 3
+
+
+def test_a_child_job_is_called_after_its_parent_succeeds(make_stack):
+    stack = make_stack()
+    stack.api.put("/jobs/parent/1?interval=3600")
+    assert stack.api.put("/jobs/child/1?parent=parent/1").status_code == 201
+    stack.api.post("/jobs/parent/1")
+    parent_call = stack.endpoint.wait_for("parent", 1)[0]
+    child_call = stack.endpoint.wait_for("child", 1)[0]
+    assert child_call.at >= parent_call.at

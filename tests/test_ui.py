@@ -1,0 +1,199 @@
+"""The web UI at /ui: every page and form through Flask's test client on MariaDB and SQLite,
+and in a real browser (Debian's chromium and chromedriver) against `dalga run`: a job created
+in the form is called and its history row shows."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import settings_on, unique_table
+from processes import free_port, start, stop, wait_http
+from test_store import Clock
+
+from celery_dalga import instances
+from celery_dalga.runs import Attempt
+from celery_dalga.store import store_for
+from webapi import create_app
+
+DALGA = [sys.executable, "-m", "celery_dalga.cli"]
+SHOTS = os.environ.get("DALGA_SCREENSHOTS")  # a folder: the browser test saves its pages there
+
+
+@pytest.fixture(params=["mariadb", "sqlite"])
+def ui(request, tmp_path):
+    url = (
+        request.getfixturevalue("mariadb_url")
+        if request.param == "mariadb"
+        else f"sqlite:///{tmp_path}/ui.sqlite3"
+    )
+    settings = settings_on(url, unique_table())
+    store = store_for(settings)
+    store.create_table()
+    client = create_app(settings, store).test_client()
+    client.store = store
+    yield client
+    instances.stop_all()
+    store.drop_table()
+
+
+def text(resp) -> str:
+    return resp.get_data(as_text=True)
+
+
+def test_the_job_list_searches_by_path_prefix_and_pages_by_keyset(ui):
+    for i in range(60):
+        ui.put(f"/jobs/{'feeds' if i % 2 else 'mail'}/{i}?interval=60")
+    first = text(ui.get("/ui/jobs"))
+    assert first.count("<tr>") == 51  # the header and 50 jobs
+    more = re.search(r'href="(/ui/jobs\?after=\d+)"', first)[1]
+    assert text(ui.get(more)).count("<tr>") == 11
+    feeds = text(ui.get("/ui/jobs?q=fee"))
+    assert feeds.count("<tr>") == 31 and ">mail<" not in feeds
+    assert "No jobs" in text(ui.get("/ui/jobs?q=nothing_"))
+
+
+def test_the_form_creates_a_job_and_names_a_mistake(ui):
+    resp = ui.post("/ui/jobs/new", data={"path": "feeds", "body": "1", "interval": "PT5M"})
+    assert resp.status_code == 302 and "/ui/job?path=feeds&body=1" in resp.location
+    assert ui.store.get("feeds", "1").interval == "PT5M"
+    bad = ui.post("/ui/jobs/new", data={"path": "feeds", "body": "2", "interval": "soon"})
+    assert bad.status_code == 400 and "interval: " in text(bad) and 'value="soon"' in text(bad)
+    again = ui.post(
+        "/ui/jobs/new",
+        data={"path": "feeds", "body": "1", "interval": "60", "if-absent": "on"},
+    )
+    assert again.status_code == 400 and "job already scheduled" in text(again)
+    dependent = ui.post("/ui/jobs/new", data={"path": "after", "body": "1", "parent": "feeds/1"})
+    assert dependent.status_code == 302 and ui.store.get("after", "1").parent_key
+
+
+def test_the_job_page_shows_history_sparkline_parent_and_children(ui):
+    ui.store.clock = clock = Clock()
+    ui.put("/jobs/feeds/1?interval=60&immediate=true")
+    ui.put("/jobs/after/1?parent=feeds/1")
+    for status in (500, 200):
+        (run,) = ui.store.claim(10)
+        ui.store.settle([Attempt(run, status, f"HTTP {status}", 0.0)], 9)
+        clock.advance(1)
+    page = text(ui.get("/ui/job?path=feeds&body=1"))
+    assert page.count('<td class="num">') >= 4 and "retry" in page and "done" in page
+    assert "<svg" in page and "after/1" in page
+    child = text(ui.get("/ui/job?path=after&body=1"))
+    assert "feeds/1" in child  # the parent's link
+    assert ui.get("/ui/job?path=no&body=job").status_code == 404
+
+
+def test_the_job_page_buttons(ui):
+    ui.put("/jobs/feeds/1?interval=3600")
+    for action in ("trigger", "pause", "resume"):
+        resp = ui.post("/ui/job", data={"path": "feeds", "body": "1", "action": action})
+        assert resp.status_code == 302
+    job = ui.store.get("feeds", "1")
+    assert job.enabled and job.triggered_at is not None
+    resp = ui.post("/ui/job", data={"path": "feeds", "body": "1", "action": "delete"})
+    assert resp.status_code == 302 and ui.store.get("feeds", "1") is None
+    gone = ui.post("/ui/job", data={"path": "feeds", "body": "1", "action": "pause"})
+    assert gone.status_code == 404
+
+
+def test_the_status_page_and_delete_all(ui):
+    ui.put("/jobs/feeds/1?interval=60&immediate=true")
+    page = text(ui.get("/ui/status"))
+    assert 'class="me"' in page and "lag" in page  # this server's row, marked
+    ui.post("/ui/delete-all", data={"confirm": "no"})
+    assert ui.store.status()["total_jobs"] == 1
+    ui.post("/ui/delete-all", data={"confirm": "all"})
+    assert ui.store.status()["total_jobs"] == 0
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian chromium through chromedriver (scripts/setup.sh dev installs them)."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        message = "chromium and chromedriver are not installed (scripts/setup.sh dev does it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,860",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_in_a_browser_a_job_made_in_the_form_is_called_and_its_history_shows(
+    browser, endpoint, tmp_path
+):
+    from selenium.webdriver.common.by import By
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALGA_")}
+    env.update(
+        DALGA_PORT=str(port),
+        DALGA_BASE_URL=endpoint.base_url,
+        DALGA_MAX_INTERVAL="0.2",
+        PYTHONUNBUFFERED="1",
+    )
+    proc = start(DALGA + ["run"], env, tmp_path, "run.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/status", proc)
+        browser.get(f"{base}/ui/jobs/new")
+        browser.find_element(By.NAME, "path").send_keys("check_feed")
+        browser.find_element(By.NAME, "body").send_keys("1234")
+        browser.find_element(By.NAME, "interval").send_keys("2")
+        browser.find_element(By.NAME, "immediate").click()
+        snap(browser, "ui-new-job.png")
+        browser.find_element(By.CSS_SELECTOR, "button.primary").click()
+        assert "/ui/job?path=check_feed&body=1234" in browser.current_url
+        endpoint.wait_for("check_feed", 2, timeout=30)
+        deadline = time.monotonic() + 30
+        while "done" not in rows(browser):
+            assert time.monotonic() < deadline, rows(browser)
+            time.sleep(0.5)
+            browser.refresh()
+        assert "200" in rows(browser)
+        time.sleep(4)  # a few more runs, for the sparkline
+        browser.refresh()
+        snap(browser, "ui-job.png")
+        browser.get(f"{base}/ui/jobs")
+        assert "check_feed" in browser.page_source
+        snap(browser, "ui-jobs.png")
+        browser.get(f"{base}/ui/status")
+        assert 'class="me"' in browser.page_source
+        snap(browser, "ui-status.png")
+    finally:
+        assert stop(proc) == 0, proc.log_path.read_text()
+
+
+def rows(browser) -> str:
+    from selenium.webdriver.common.by import By
+
+    return " ".join(r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.history tr"))
+
+
+def snap(browser, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(SHOTS) / name))
