@@ -81,6 +81,12 @@ SCHEDULE_PARAMETERS = [
     _query("one-off", "boolean", ["true", "no", "maybe", "T", ""]),
     _query("immediate", "boolean", ["1", "off", "2", "FALSE"]),
     _query("exchange", "AMQP exchange to publish to", ["jobs", "amq.default", "bad name!"]),
+    _query("task", "Celery task to call", ["myapp.tasks.refresh", "not a task"]),
+    _query("parent", "<path>/<body> of the parent job", ["feeds/1", "nobody/here", "x"]),
+    _query("retries", "retries of a run", ["3", "-1", "5000", "x"]),
+    _query("retry-interval", "first retry delay", ["5", "PT1M", "P1D", "x"]),
+    _query("epsilon", "skip runs later than this", ["30", "PT10S", "x"]),
+    _query("if-absent", "boolean: only if there is no such job", ["true", "maybe"]),
     _query(
         "location",
         "IANA time zone",
@@ -155,7 +161,11 @@ def openapi_spec() -> dict[str, Any]:
                 "put": {
                     "summary": "schedule or reschedule",
                     "parameters": SCHEDULE_PARAMETERS,
-                    "responses": {"201": _response("the committed job", JOB), "400": bad},
+                    "responses": {
+                        "201": _response("the committed job", JOB),
+                        "400": bad,
+                        "409": _response("if-absent, and the job exists", ERROR),
+                    },
                 },
                 "get": {
                     "summary": "the job",
@@ -179,6 +189,11 @@ def openapi_spec() -> dict[str, Any]:
                 },
             },
             "/jobs": {
+                "delete": {
+                    "summary": "delete every job, with confirm=all",
+                    "parameters": [_query("confirm", "must be all", ["all", "yes"])],
+                    "responses": {"200": _response("how many"), "400": bad},
+                },
                 "get": {
                     "summary": "list, keyset-paginated (Dalga's parameters, and after)",
                     "parameters": [
@@ -189,6 +204,26 @@ def openapi_spec() -> dict[str, Any]:
                         _query("limit", "page size; 0: the largest, 1000", ["10", "0", "-5"]),
                     ],
                     "responses": {"200": _response("a page of jobs", PAGE), "400": bad},
+                },
+            },
+            "/jobs/{path}/{body}/runs": {
+                "parameters": KEY_PARAMETERS,
+                "get": {
+                    "summary": "the job's last attempts, newest first",
+                    "responses": {"200": _response("the attempts"), "400": bad},
+                },
+            },
+            "/jobs/{path}/{body}/stats": {
+                "parameters": KEY_PARAMETERS,
+                "get": {
+                    "summary": "Kala's per-job stats",
+                    "responses": {"200": _response("job_stats"), "400": bad, "404": not_found},
+                },
+            },
+            "/stats": {
+                "get": {
+                    "summary": "Kala's app-wide stats",
+                    "responses": {"200": _response("Stats")},
                 }
             },
             "/jobs/continue": {
