@@ -62,10 +62,15 @@ def run(
     delay: float,
     timeout: float,
     app: str,
+    history_runs: int = 10,
 ) -> dict:
     queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
     settings, store = bench_store(
-        queue, lease=600, base_url=f"http://127.0.0.1:{port}/", runs_per_task=runs_per_task
+        queue,
+        lease=600,
+        base_url=f"http://127.0.0.1:{port}/",
+        runs_per_task=runs_per_task,
+        history_runs=history_runs,
     )
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
     env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_DELAY=str(delay))
@@ -118,6 +123,7 @@ def run(
         "pool": pool,
         "workers": workers,
         "runs_per_task": runs_per_task,
+        "history_runs": history_runs,
         "endpoint_delay_s": delay,
         "ack_emulation": app == "celery_dalga",
         "calls": stats["calls"],
@@ -153,6 +159,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs-per-task", type=int, nargs="+", default=[100])
     parser.add_argument("--endpoint-delay", type=float, default=0.0, help="seconds per answer")
+    parser.add_argument(
+        "--history-runs", type=int, nargs="+", default=[10], help="attempts kept per job (0: off)"
+    )
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument(
         "--no-ack-emulation",
@@ -167,9 +176,8 @@ def main() -> None:
     for jobs in args.jobs:
         for pool in args.pools:
             for runs_per_task in args.runs_per_task:
-                record(
-                    "e2e",
-                    run(
+                for history_runs in args.history_runs:
+                    figures = run(
                         jobs,
                         pool,
                         args.workers,
@@ -177,8 +185,9 @@ def main() -> None:
                         args.endpoint_delay,
                         args.timeout,
                         app,
-                    ),
-                )
+                        history_runs,
+                    )
+                    record("e2e", figures)
 
 
 if __name__ == "__main__":

@@ -62,9 +62,19 @@ def load(store, jobs: int, period: int, first_at: datetime) -> None:
         bar.update(store.put_many(batch))
 
 
-def run(jobs: int, period: int, beats: int, workers: int, pool: str, seconds: float) -> dict:
+def run(
+    jobs: int,
+    period: int,
+    beats: int,
+    workers: int,
+    pool: str,
+    seconds: float,
+    history_runs: int = 10,
+) -> dict:
     queue, port = f"steady-{uuid.uuid4().hex[:8]}", free_port()
-    settings, store = bench_store(queue, base_url=f"http://127.0.0.1:{port}/")
+    settings, store = bench_store(
+        queue, base_url=f"http://127.0.0.1:{port}/", history_runs=history_runs
+    )
     logs = Path(tempfile.mkdtemp(prefix="dalga-steady-"))
     env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_RUNS="1")
     procs = [start_endpoint(port, env, logs / "endpoint.log")]
@@ -114,6 +124,7 @@ def run(jobs: int, period: int, beats: int, workers: int, pool: str, seconds: fl
         "jobs": jobs,
         "period_s": period,
         "beats": beats,
+        "history_runs": history_runs,
         "workers": workers,
         "pool": pool,
         "seconds": round(window, 1),
@@ -140,13 +151,19 @@ def main() -> None:
     parser.add_argument("--pool", default="threads:4", help="POOL:CONCURRENCY")
     parser.add_argument("--period", type=int, default=300, help="the jobs' interval, seconds")
     parser.add_argument("--seconds", type=float, default=300)
+    parser.add_argument(
+        "--history-runs", type=int, nargs="+", default=[10], help="attempts kept per job (0: off)"
+    )
     parser.add_argument("--quick", action="store_true", help="100k jobs every 30 s, one beat, 60 s")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.period, args.beats, args.seconds = 100_000, 30, [1], 60
     for beats in args.beats:
-        figures = run(args.jobs, args.period, beats, args.workers, args.pool, args.seconds)
-        record("steady", figures)
+        for history_runs in args.history_runs:
+            figures = run(
+                args.jobs, args.period, beats, args.workers, args.pool, args.seconds, history_runs
+            )
+            record("steady", figures)
 
 
 if __name__ == "__main__":
