@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+import requests
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
@@ -96,7 +98,7 @@ def run(
         )
         started, window = time.monotonic(), {}
         while time.monotonic() - started < timeout:
-            delivered = jobs - store.status()["total_jobs"]
+            delivered = requests.get(settings.base_url, timeout=10).json()["runs"]
             meter.sample()
             peak_rss = [
                 max(r, tree_rss_mb(p.pid)) for r, p in zip(peak_rss, procs[1:-1], strict=True)

@@ -1,9 +1,10 @@
 """A fast callback endpoint for the end-to-end benchmark (ASGI, served by uvicorn).
 
-Answers 200 to every POST (after $BENCH_DELAY seconds, if set: a slow endpoint) and, on
-shutdown, writes to $BENCH_STATS a JSON object with the number of calls, distinct
-(path, body, Dalga-Sched) runs (and, if $BENCH_RUNS is set, the runs themselves), first/last
-arrival and the lateness (arrival minus Dalga-Sched) of every call.
+Answers 200 to every POST (after $BENCH_DELAY seconds, if set: a slow endpoint), answers a
+GET with how many calls and distinct runs came so far (so a benchmark can follow the delivery
+without counting the table), and, on shutdown, writes to $BENCH_STATS a JSON object with the
+number of calls, distinct (path, body, Dalga-Sched) runs (and, if $BENCH_RUNS is set, the runs
+themselves), first/last arrival and the lateness (arrival minus Dalga-Sched) of every call.
 """
 
 import asyncio
@@ -13,6 +14,7 @@ import time
 from datetime import UTC, datetime
 
 calls: list[tuple[float, str, float]] = []
+runs: set[str] = set()
 DELAY = float(os.environ.get("BENCH_DELAY", "0"))
 
 
@@ -32,15 +34,18 @@ async def app(scope, receive, send):
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    if scope["method"] != "POST":  # the benchmark's readiness probe
+    if scope["method"] != "POST":  # the readiness probe, and how many runs came (a GET)
+        count = json.dumps({"calls": len(calls), "runs": len(runs)}).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": count})
         return
     headers = dict(scope["headers"])
     sched = headers.get(b"dalga-sched", b"").decode()
     now = time.time()
     lateness = now - datetime.fromisoformat(sched).timestamp() if sched else -1.0
-    calls.append((now, f"{scope['path']}|{body.decode()}|{sched}", lateness))
+    key = f"{scope['path']}|{body.decode()}|{sched}"
+    calls.append((now, key, lateness))
+    runs.add(key)
     if DELAY:
         await asyncio.sleep(DELAY)
     await send(
@@ -53,13 +58,13 @@ def dump() -> None:
     lateness = sorted(c[2] for c in calls)
     stats = {
         "calls": len(calls),
-        "runs": len({c[1] for c in calls}),
+        "runs": len(runs),
         "first": min((c[0] for c in calls), default=None),
         "last": max((c[0] for c in calls), default=None),
         "lateness": lateness,
         "written": datetime.now(UTC).isoformat(),
     }
     if os.environ.get("BENCH_RUNS"):
-        stats["run_keys"] = sorted({c[1] for c in calls})
+        stats["run_keys"] = sorted(runs)
     with open(os.environ["BENCH_STATS"], "w") as out:
         json.dump(stats, out)

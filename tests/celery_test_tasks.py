@@ -2,7 +2,9 @@
 
 import threading
 
-from celery import shared_task
+from celery import Celery, shared_task
+
+app = Celery("dalga-test-tasks", set_as_current=False)  # for `dalga call --app`
 
 received: list[str] = []
 lock = threading.Lock()

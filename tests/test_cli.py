@@ -206,3 +206,47 @@ def test_a_table_in_dalgas_own_layout_is_refused(tmp_path, mariadb_url):
     finally:
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE {table}"))
+
+
+def test_dalga_call_makes_the_callback_once_and_prints_the_outcome(tmp_path, endpoint):
+    env = clean_env(DALGA_BASE_URL=endpoint.base_url)
+    done = subprocess.run(
+        DALGA + ["call", "hook", "42"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.startswith("delivered: HTTP 200")
+    (call,) = endpoint.calls_to("hook")
+    assert call.body == "42" and call.sched
+    endpoint.script["hook"] = [503]
+    failed = subprocess.run(
+        DALGA + ["call", "hook", "42"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert failed.returncode == 1 and failed.stdout.startswith("failed: HTTP 503")
+
+
+def test_dalga_call_calls_a_task_job_with_the_app_given(tmp_path):
+    env = clean_env(PYTHONPATH=str(Path(__file__).parent))
+    from celery_dalga.client import Client
+    from celery_dalga.config import load_settings
+
+    settings = load_settings(env={"DALGA_DATABASE_URL": f"sqlite:///{tmp_path}/dalga.sqlite3"})
+    client = Client(settings)
+    client.schedule("x", "ok-now", interval=60, task="dalga_test.record")
+    client.schedule("x", "fail-now", interval=60, task="dalga_test.record")
+    app = "celery_test_tasks:app"
+    ok = subprocess.run(
+        DALGA + ["call", "x", "ok-now", "--app", app],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and ok.stdout.startswith("delivered: returned"), ok.stderr
+    bad = subprocess.run(
+        DALGA + ["call", "x", "fail-now", "--app", app],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "RuntimeError: asked to fail: fail-now" in bad.stdout
+    assert client.get("x", "ok-now").success_count == 0  # the job itself is not changed

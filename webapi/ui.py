@@ -16,7 +16,7 @@ from celery_dalga.client import Client, JobNotFound
 from celery_dalga.instances import Instance
 from celery_dalga.spec import PARAMETERS, InvalidParameter
 from celery_dalga.store import JobExists
-from celery_dalga.wire import attempt_json, instant, kala_job_stats
+from celery_dalga.wire import attempt_json, instant
 
 PAGE = 50
 
@@ -103,7 +103,6 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
             path=path,
             body=body,
             attempts=attempts,
-            stats=kala_job_stats(found.id, history) if found else [],
             spark=sparkline(lateness),
             late=(min(lateness), max(lateness)) if lateness else None,
             parent=store.get_by_key(found.parent_key) if found else None,
