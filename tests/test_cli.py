@@ -230,6 +230,7 @@ def test_dalga_call_calls_a_task_job_with_the_app_given(tmp_path):
 
     settings = load_settings(env={"DALGA_DATABASE_URL": f"sqlite:///{tmp_path}/dalga.sqlite3"})
     client = Client(settings)
+    client.store.create_table()
     client.schedule("x", "ok-now", interval=60, task="dalga_test.record")
     client.schedule("x", "fail-now", interval=60, task="dalga_test.record")
     app = "celery_test_tasks:app"
