@@ -1,6 +1,11 @@
-"""The standalone Celery app, for `celery -A celery_dalga worker|beat`."""
+"""The standalone Celery app, for `celery -A celery_dalga worker|beat`: built on first use
+from the environment (and DALGA_CONFIG's file), so that importing this module reads nothing
+and `dalga run --config` builds its own from its settings."""
 
 from __future__ import annotations
+
+from functools import cache
+from typing import Any
 
 from celery import Celery
 
@@ -8,7 +13,8 @@ from celery_dalga.config import Settings, as_celery_conf, load_settings
 
 
 def make_app(settings: Settings) -> Celery:
-    """A Celery app whose broker and dalga_* keys come from settings."""
+    """A Celery app whose broker and dalga_* keys come from settings; settings_for(app) gives
+    these settings back without reading the environment again."""
     app = Celery("celery_dalga", broker=settings.broker_url, include=["celery_dalga.tasks"])
     app.conf.update(
         beat_scheduler="celery_dalga.Scheduler",
@@ -19,7 +25,17 @@ def make_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=True,
         **as_celery_conf(settings),
     )
+    app._dalga_settings = settings
     return app
 
 
-app = make_app(load_settings())
+@cache
+def _default_app() -> Celery:
+    return make_app(load_settings())
+
+
+def __getattr__(name: str) -> Any:
+    """`app`: the environment's app, made when Celery first asks for it."""
+    if name == "app":
+        return _default_app()
+    raise AttributeError(name)

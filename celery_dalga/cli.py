@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,7 +22,7 @@ log = logging.getLogger("celery_dalga.cli")
 def _common(defaults: bool) -> argparse.ArgumentParser:
     """The options every form of the command takes, before or after the subcommand (the
     subcommand's copy leaves a value given before it alone)."""
-    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    keep: dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "--config",
@@ -73,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
 
 def serve_web(settings: Settings):
     """A waitress server for the API, created but not yet running."""
-    from waitress import create_server
+    from waitress import create_server  # type: ignore[attr-defined]
 
     from webapi import create_app
 
@@ -181,13 +182,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             redacted(settings)["database_url"],
             settings.table,
         )
-        store_for(settings).create_table()
+        store = store_for(settings)
+        if args.create_table or args.command in ("create-table", "run", None):
+            store.create_table()
+        else:  # web, import and call use the tables `dalga create-table` made
+            store.check_table()
     except (ConfigError, TableError) as exc:
         print(f"dalga: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:
         url = redacted(settings)["database_url"]
-        print(f"dalga: cannot use the database {url}: {exc.orig or exc}", file=sys.stderr)
+        print(
+            f"dalga: cannot use the database {url}: {getattr(exc, 'orig', None) or exc}",
+            file=sys.stderr,
+        )
         return 2
     if args.create_table or args.command == "create-table":
         print(f"table {settings.table!r} is ready")

@@ -4,13 +4,15 @@ same checks and the same errors as the HTTP interface."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery_dalga.config import Settings, load_settings, settings_for
 from celery_dalga.jobs import Job, job_key
 from celery_dalga.publishing import publish_url
+from celery_dalga.schedules import ScheduleError
 from celery_dalga.spec import InvalidParameter, JobSpec, check_key, parse_spec
 from celery_dalga.store import JobExists, Store, store_for
 
@@ -91,10 +93,30 @@ class Client:
             )
         if spec.parent is not None:
             self._check_parent(spec)
+        self._check_gaps(spec)
         return spec
+
+    def _check_gaps(self, spec: JobSpec) -> None:
+        """The hot-loop guard: no schedule and no retry runs a job more often than
+        min_interval seconds."""
+        least = self.settings.min_interval
+        if spec.retry_interval is not None and spec.retry_interval < least:
+            raise InvalidParameter("retry-interval", f"must be at least {least:g} s (min_interval)")
+        try:
+            gap = None if spec.parent else spec.schedule.shortest_gap(datetime.now(UTC))
+        except (ScheduleError, OverflowError):
+            return  # no slots to compare: first_sched says what is wrong with the schedule
+        if gap is not None and gap < least:
+            name = (
+                "cron" if spec.schedule.cron else "schedule" if spec.schedule.repeat else "interval"
+            )
+            raise InvalidParameter(
+                name, f"runs every {gap:g} s, less than min_interval {least:g} s"
+            )
 
     def _check_parent(self, spec: JobSpec) -> None:
         """A dependent job's parent must exist and must not depend on the job itself."""
+        assert spec.parent is not None
         parent = self.store.get(*spec.parent)
         if parent is None:
             raise InvalidParameter("parent", f"no job {'/'.join(spec.parent)!r}")
@@ -162,13 +184,13 @@ class Client:
         """What GET /status answers (this client is no instance: instance_id is None)."""
         return self.store.status()
 
-    def history(self, path: str, body: str) -> list[dict[str, Any]]:
+    def history(self, path: str, body: str) -> builtins.list[dict[str, Any]]:
         """The job's last attempts, newest first: scheduled instant, start, finish, status,
         error, duration, instance and outcome (kept after a one-off job is gone)."""
         self._check(path, body)
         return self.store.history_of(path, body)
 
-    def stats(self, path: str, body: str) -> list[dict[str, Any]]:
+    def stats(self, path: str, body: str) -> builtins.list[dict[str, Any]]:
         """Kala's per-job stats (/api/v1/job/stats): one entry per run, retries included."""
         job = self.get(path, body)
         if job is None:

@@ -56,6 +56,10 @@ class Settings:
     publish_exchange: str = ""
     history_runs: int = 10
     history_ttl: float = 7 * 86400.0
+    min_interval: float = 1.0
+    api_tokens: str = ""
+    api_open: str = "/status,/metrics"
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
@@ -74,6 +78,10 @@ class Settings:
             raise ConfigError("retry_multiplier must be at least 1")
         if self.history_runs < 0 or self.history_ttl <= 0:
             raise ConfigError("history_runs must be 0 or more, history_ttl more than 0")
+        if self.min_interval < 0:
+            raise ConfigError("min_interval must be 0 or more")
+        if self.metrics_port < 0:
+            raise ConfigError("metrics_port must be a port number, or 0 for none")
         if not 0 <= self.randomization_factor <= 1:
             raise ConfigError("randomization_factor must be between 0 and 1")
 
@@ -96,7 +104,7 @@ def _typed(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     for name, value in raw.items():
         if name not in known:
             raise ConfigError(f"unknown setting {name!r} in {source}")
-        out[name] = _convert(name, kinds[known[name]], value)
+        out[name] = _convert(name, kinds[str(known[name])], value)
     return out
 
 

@@ -102,6 +102,7 @@ class Client:
         handle.setopt(pycurl.USERAGENT, USER_AGENT)
         handle.setopt(pycurl.CAINFO, ca_bundle())
         handle.setopt(pycurl.WRITEFUNCTION, _discard)
+        handle.setopt(pycurl.PATH_AS_IS, 1)  # send the path as built: curl would resolve %2E%2E
         return handle
 
     def _wait(self) -> None:

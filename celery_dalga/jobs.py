@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from celery_dalga import schedules
@@ -25,6 +25,10 @@ def naive(instant: datetime) -> datetime:
     return instant.astimezone(UTC).replace(tzinfo=None)
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     """A stored (naive UTC) instant as an aware one."""
     return None if value is None else value.replace(tzinfo=UTC)
@@ -133,7 +137,7 @@ class Job:
         return schedule_of(self)
 
     @classmethod
-    def from_mapping(cls, m: Mapping[str, Any]) -> Job:
+    def from_mapping(cls, m: Mapping[Any, Any]) -> Job:
         """A Job from a row's mapping (all the table's columns)."""
         return cls(
             id=m["id"],

@@ -210,7 +210,7 @@ def pipelined(app: Celery, producer: Any, queue: Queue) -> bool:
     return (
         producer.connection.transport.driver_type == "redis"
         and queue.exchange.type == "direct"
-        and not queue.expires
+        and not getattr(queue, "expires", None)
         and app.conf.task_serializer == "json"
         and not app.conf.task_compression
         and not app.conf.task_send_sent_event

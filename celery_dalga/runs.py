@@ -234,7 +234,12 @@ def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
 
 
 def record(
-    job: Job, attempt: Attempt, change: Change, now: datetime, policy: Policy, instance_id: int
+    job: Job,
+    attempt: Attempt,
+    change: Change,
+    now: datetime,
+    policy: Policy,
+    instance_id: int | None,
 ) -> dict[str, Any]:
     """The history row of an attempt that ended at `now`: one of the job's last
     `history_runs` (a ring of slots by its count of attempts, so keeping the last N needs no
@@ -243,10 +248,8 @@ def record(
     return {
         "job_key": job.key,
         "slot": (job.success_count + job.error_count) % policy.history_runs,
-        "path": job.path,
         "sched": run.sched,
         "manual": run.manual,
-        "started": now - timedelta(seconds=attempt.duration),
         "finished": now,
         "status": attempt.status,
         "error": None if attempt.delivered else attempt.error[:2000],

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import beat
 from sqlalchemy.exc import SQLAlchemyError
 
-from celery_dalga import messages
+from celery_dalga import messages, metrics
 from celery_dalga.config import settings_for
 from celery_dalga.instances import Instance, instance_for
 from celery_dalga.jobs import Run
@@ -39,6 +40,7 @@ class Scheduler(beat.Scheduler):
         self.store = store_for(self.settings)
         self.store.create_table()
         self.instance = instance_for(self.settings, "beat")
+        metrics.serve(self.settings.metrics_port, self.settings.host)
 
     def close(self) -> None:
         """Deregister this beat's instance as beat stops."""
@@ -63,10 +65,13 @@ class Scheduler(beat.Scheduler):
         travel in one claim and share tasks) and at most max_interval."""
         if self.store is None:
             self.setup_schedule()
+        assert self.store is not None
         batch = self.settings.batch_size
         try:
             self.prune_history()
+            started = time.monotonic()
             runs = self.store.claim(batch, self.instance.id if self.instance else None)
+            metrics.claimed(len(runs), time.monotonic() - started)
             self.publish(runs)
             if len(runs) == batch:
                 return 0.0
@@ -82,7 +87,7 @@ class Scheduler(beat.Scheduler):
         """Forget attempts older than history_ttl, a chunk at most every PRUNE_EVERY."""
         if self.settings.history_runs and time.monotonic() - self.pruned_at > PRUNE_EVERY:
             self.pruned_at = time.monotonic()
-            if pruned := self.store.prune_history():
+            if self.store and (pruned := self.store.prune_history()):
                 log.info("forgot %d attempts older than the history's ttl", pruned)
 
     def publish(self, runs: list[Run]) -> None:
@@ -94,8 +99,10 @@ class Scheduler(beat.Scheduler):
         try:
             messages.publish(self.app, self.app.amqp.queues[self.settings.queue], tasks)
         except Exception as exc:  # broker errors come in many kinds; the lease covers them all
+            metrics.PUBLISH_FAILURES.inc()
             log.error("publishing failed, runs will be re-dispatched after the lease: %s", exc)
             return
+        metrics.dispatched((run.sched for run in runs), datetime.now(UTC))
         if log.isEnabledFor(logging.DEBUG):
             for run in runs:
                 log.debug("dispatched path=%s sched=%s", run.path, run.sched.isoformat())

@@ -252,6 +252,19 @@ class Schedule:
             slot = add(slot, self.interval, self.location)
         return slot
 
+    def shortest_gap(self, now: datetime, samples: int = 16) -> float | None:
+        """Seconds between two runs at the closest: an interval's length, or the least gap
+        among the next `samples` slots of a cron or repeat (None for a one-off)."""
+        if self.one_off:
+            return None
+        if self.interval is not None:
+            return self.interval.approx().total_seconds()
+        slots = [self.first(now)]
+        while len(slots) < samples and (slot := self.next(slots[-1], slots[-1])) is not None:
+            slots.append(slot)
+        gaps = [(b - a).total_seconds() for a, b in zip(slots, slots[1:], strict=False)]
+        return min(gaps) if gaps else None
+
 
 def randomized(now: datetime, nxt: datetime, factor: float) -> datetime:
     """Dalga's randomizationFactor: the wait from now to nxt, moved uniformly within

@@ -66,6 +66,9 @@ class JobSpec:
             raise InvalidParameter("schedule", str(exc)) from None
 
 
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_key(path: str, body: str, max_body: int) -> None:
     """A job's path and body must be non-empty and within the size limits."""
     if not path.strip("/"):
@@ -77,6 +80,10 @@ def check_key(path: str, body: str, max_body: int) -> None:
     for name, value in (("path", path), ("body", body)):
         if "\x00" in value:
             raise InvalidParameter(name, "must not contain NUL characters")
+    if CONTROL.search(path):
+        raise InvalidParameter("path", "must not contain control characters (CR, LF, tab...)")
+    if any(segment in (".", "..") for segment in path.replace("\\", "/").split("/")):
+        raise InvalidParameter("path", "must not have . or .. segments (it would leave base_url)")
     if len(body.encode()) > max_body:
         raise InvalidParameter("body", f"longer than {max_body} bytes")
 

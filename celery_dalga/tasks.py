@@ -4,21 +4,24 @@ record the outcomes. `http_callback` carries one run, `http_callbacks` many (mes
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from celery import Task, current_app, shared_task
 from celery.signals import (
+    worker_init,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutdown,
 )
 
-from celery_dalga import http, instances, publishing
+from celery_dalga import http, instances, metrics, publishing
 from celery_dalga.config import Settings, settings_for
 from celery_dalga.instances import instance_for
 from celery_dalga.jobs import Run
@@ -32,8 +35,20 @@ LEASE_SPARE = 5.0  # seconds of lease left over after the POSTs that take the wh
 
 
 def callback_url(base_url: str, path: str) -> str:
-    """<base_url><path>, with exactly one slash between them."""
-    return base_url.rstrip("/") + "/" + path.lstrip("/")
+    """<base_url><path>, with exactly one slash between them, each of the path's segments
+    percent-encoded: whatever a path holds (?, #, %2F, @, :, CR/LF, . or ..), the request goes
+    to base_url's scheme, host and port, under its path."""
+    segments = path.lstrip("/").split("/")
+    return base_url.rstrip("/") + "/" + "/".join(_segment(s) for s in segments)
+
+
+def _segment(segment: str) -> str:
+    """A path segment percent-encoded but for RFC 3986's sub-delims, ":" and "@", which a
+    segment may hold as they are. A dot segment is refused (PUT refuses it too): encoded or
+    not, the endpoint's server may resolve it and climb out of base_url's path."""
+    if any(piece in (".", "..") for piece in segment.split("\\")):
+        raise ValueError(f"the path segment {segment!r} would leave base_url")
+    return quote(segment, safe="!$&'()*+,;=:@")
 
 
 def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
@@ -62,6 +77,7 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
     for run in runs:
         if run.job_id not in held:
             log.info("dropped stale delivery path=%s sched=%s", run.path, run.sched.isoformat())
+    metrics.stale(len(runs) - len(ours))
     me = instance_for(settings).id
     answers: dict[Run, http.Answer] = {}
     for kind, call in (("http", post), ("amqp", publish), ("task", call_tasks)):
@@ -75,8 +91,13 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
         for run in ours
     ]
     outcomes = store.settle(attempts, me)
+    now, clock = datetime.now(UTC), time.monotonic()
     for attempt, outcome in zip(attempts, outcomes, strict=True):
         _log_attempt(attempt, outcome)
+        answered = now - timedelta(seconds=clock - (attempt.ended or clock))
+        metrics.delivered(
+            str(outcome), attempt.status, attempt.run.sched, answered, attempt.duration
+        )
     return [Outcome.STALE] * (len(runs) - len(ours)) + outcomes
 
 
@@ -89,8 +110,14 @@ def _kind(run: Run, settings: Settings) -> str:
 def post(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
     """POST the runs concurrently (celery_dalga.http)."""
     client = http.client(settings.callback_concurrency)
-    posts = [callback_post(settings, run, instance_id) for run in runs]
-    return client.post_all(posts, settings.callback_timeout)
+    posts, refused = [], {}
+    for i, run in enumerate(runs):
+        try:
+            posts.append(callback_post(settings, run, instance_id))
+        except ValueError as exc:  # a row older than PUT's checks
+            refused[i] = http.Answer(None, str(exc), 0.0, time.monotonic())
+    answers = iter(client.post_all(posts, settings.callback_timeout))
+    return [refused[i] if i in refused else next(answers) for i in range(len(runs))]
 
 
 def publish(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
@@ -211,6 +238,25 @@ def _reset_after_fork(**_: Any) -> None:
     publishing.forget_publishers()
     instances.forget_after_fork()
     _pools.clear()
+
+
+@worker_init.connect(weak=False)
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    """The worker's exporter on metrics_port; a prefork pool's children count in
+    PROMETHEUS_MULTIPROC_DIR's files, without which their metrics would be lost."""
+    settings = settings_for(sender.app)
+    if not settings.metrics_port:
+        return
+    pool = getattr(sender, "pool_cls", "")
+    prefork = "prefork" in str(getattr(pool, "__module__", pool))
+    if prefork and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # SystemExit, as Celery's signal dispatch logs an Exception and goes on
+        raise SystemExit(
+            "celery-dalga: metrics_port with a prefork pool needs PROMETHEUS_MULTIPROC_DIR, an "
+            "empty directory where the pool's processes count (prometheus-client's "
+            "multiprocess mode); or use the threads pool"
+        )
+    metrics.serve(settings.metrics_port, settings.host)
 
 
 @worker_ready.connect(weak=False)

@@ -187,4 +187,4 @@ def kala_stats(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _go_time(text: str | None) -> str:
-    return instant(datetime.fromisoformat(text)) if text else GO_ZERO_TIME
+    return (instant(datetime.fromisoformat(text)) if text else None) or GO_ZERO_TIME

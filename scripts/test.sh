@@ -6,4 +6,5 @@ scripts/setup.sh dev
 scripts/services.sh || echo "a service is down: its tests skip (and fail under CI=true)" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

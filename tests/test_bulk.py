@@ -90,6 +90,7 @@ def test_dalga_import_command(mariadb_url, tmp_path):
         )
     )
     env = dalga_env(settings)
+    subprocess.run([sys.executable, "-m", "celery_dalga.cli", "create-table"], env=env, check=True)
     done = subprocess.run(
         [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
         env=env,

@@ -64,6 +64,7 @@ def test_a_database_that_refuses_is_a_clear_error_without_the_password(tmp_path)
 
 def test_dalga_web_serves_the_api_and_stops_on_sigterm(tmp_path):
     port = free_port()
+    subprocess.run(DALGA + ["create-table"], cwd=tmp_path, env=clean_env(), check=True)
     proc = start(DALGA + ["--port", str(port), "web"], clean_env(), tmp_path, "web.log")
     try:
         wait_http(f"http://127.0.0.1:{port}/status", proc)
@@ -210,6 +211,7 @@ def test_a_table_in_dalgas_own_layout_is_refused(tmp_path, mariadb_url):
 
 def test_dalga_call_makes_the_callback_once_and_prints_the_outcome(tmp_path, endpoint):
     env = clean_env(DALGA_BASE_URL=endpoint.base_url)
+    subprocess.run(DALGA + ["create-table"], cwd=tmp_path, env=env, check=True)
     done = subprocess.run(
         DALGA + ["call", "hook", "42"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
@@ -251,3 +253,14 @@ def test_dalga_call_calls_a_task_job_with_the_app_given(tmp_path):
     )
     assert bad.returncode == 1 and "RuntimeError: asked to fail: fail-now" in bad.stdout
     assert client.get("x", "ok-now").success_count == 0  # the job itself is not changed
+
+
+def test_only_create_table_and_run_create_tables(tmp_path):
+    """web, import and call use the tables `dalga create-table` made, and say so when missing."""
+    for argv in (["web"], ["call", "a", "1"], ["import", "-"]):
+        done = subprocess.run(
+            DALGA + argv, cwd=tmp_path, env=clean_env(), capture_output=True, text=True, input=""
+        )
+        assert done.returncode == 2 and "dalga create-table" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not inspect(create_engine(f"sqlite:///{tmp_path}/dalga.sqlite3")).get_table_names()

@@ -7,11 +7,13 @@ import re
 from typing import Any
 from urllib.parse import unquote_plus
 
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
+from celery_dalga import metrics
 from celery_dalga.client import Client, JobNotFound
 from celery_dalga.config import Settings
 from celery_dalga.instances import Instance, instance_for
@@ -19,6 +21,7 @@ from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
 from celery_dalga.store import JobExists, Store
 from celery_dalga.values import parse_bool
 from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
+from webapi import auth
 from webapi.openapi import openapi_spec
 from webapi.ui import register_ui
 
@@ -73,7 +76,7 @@ class AnyPath(PathConverter):
     """{path}/{body} after /jobs/, empty segments included: an empty path or body deserves
     a 400 naming it rather than a 404."""
 
-    regex = ".*"
+    regex = r"[\s\S]*"  # CR and LF too: a path holding them gets its 400
     part_isolating = False
 
 
@@ -93,12 +96,14 @@ def create_app(
     """The Flask app serving settings' jobs table, as the given Dalga instance (by default
     this process's, registered now)."""
     app = Flask(__name__)
-    app.json.sort_keys = False  # Dalga's fields first, in Dalga's order
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # Dalga's fields first, in Dalga's order
     app.url_map.merge_slashes = False
     app.url_map.converters["anypath"] = AnyPath
     client = Client(settings)
     store = client.store = store or client.store
     instance = instance or instance_for(settings, "web")
+    open_routes = [route.strip() for route in settings.api_open.split(",") if route.strip()]
+    auth.install(app, auth.parse_tokens(settings.api_tokens), open_routes, _error)
 
     @app.route("/jobs/<anypath:rest>", methods=["GET", "PUT", "DELETE", "POST", "PATCH"])
     def job_route(rest: str):
@@ -112,8 +117,8 @@ def create_app(
             log.info("scheduled path=%s next_run=%s", path, instant(job.next_run))
             return jsonify(job_json(job)), 201
         if request.method == "GET":
-            job = client.get(path, body)
-            return (jsonify(job_json(job)), 200) if job else _error(404, "job not found")
+            found = client.get(path, body)
+            return (jsonify(job_json(found)), 200) if found else _error(404, "job not found")
         if request.method == "DELETE":  # 204 for a job that was not there too, as in Dalga
             if client.cancel(path, body):
                 log.info("cancelled path=%s", path)
@@ -204,6 +209,15 @@ def create_app(
     @app.get("/openapi.json")
     def openapi():
         return jsonify(openapi_spec())
+
+    table_gauges = CollectorRegistry(auto_describe=False)
+    table_gauges.register(metrics.TableCollector(lambda: store.status(instance.id)))
+
+    @app.get("/metrics")
+    def prometheus():
+        """This process's metrics (all of `dalga run`'s) and the jobs table's gauges."""
+        text = generate_latest(metrics.registry()) + generate_latest(table_gauges)
+        return Response(text, content_type=CONTENT_TYPE_LATEST)
 
     @app.get("/status")
     def status():

@@ -66,7 +66,8 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
         page = store.page(path_prefix=prefix, after=(after,) if after else None, limit=PAGE)
         more = None
         if len(page) == PAGE:
-            more = url_for("ui.jobs", **({"q": prefix} if prefix else {}), after=page[-1].id)
+            query: dict[str, Any] = {"q": prefix} if prefix else {}
+            more = url_for("ui.jobs", **query, after=page[-1].id)
         return render_template("ui/jobs.html", jobs=page, q=prefix or "", more=more, link=job_link)
 
     @ui.route("/jobs/new", methods=["GET", "POST"])

@@ -22,6 +22,7 @@ def web(mariadb_url, tmp_path_factory):
 
     config = Settings(database_url=mariadb_url, table=unique_table(), port=free_port())
     tmp = tmp_path_factory.mktemp("fuzz")
+    store_for(config).create_table()
     proc = start(
         [sys.executable, "-m", "celery_dalga.cli", "web"], dalga_env(config), tmp, "web.log"
     )

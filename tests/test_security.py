@@ -1,0 +1,244 @@
+"""Security: API tokens with read and write scopes (HTTP and the UI), callbacks that cannot
+leave the base URL whatever a job path holds, and logs without bodies or passwords."""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from helpers import settings_on, unique_table
+
+from celery_dalga.config import ConfigError, Settings
+from celery_dalga.jobs import Run, job_key
+from celery_dalga.spec import parse_spec
+from celery_dalga.store import store_for
+from celery_dalga.tasks import callback_url, deliver, post
+from webapi import create_app
+from webapi.auth import parse_tokens, scope_of
+
+TOKENS = "reader-token:read,writer-token:write"
+
+
+@pytest.fixture
+def secured(tmp_path):
+    """make(**settings) -> a test client of an app whose API needs tokens, on SQLite."""
+
+    def make(**extra):
+        settings = settings_on(
+            f"sqlite:///{tmp_path}/jobs.sqlite3", unique_table(), api_tokens=TOKENS, **extra
+        )
+        store_for(settings).create_table()
+        return create_app(settings).test_client()
+
+    return make
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_no_token_is_a_401_json_error_and_changes_nothing(secured):
+    api = secured()
+    for method, url in (("put", "/jobs/a/1?interval=60"), ("get", "/jobs"), ("get", "/jobs/a/1")):
+        answer = getattr(api, method)(url)
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        assert "token" in answer.get_json()["error"]
+    wrong = api.put("/jobs/a/1?interval=60", headers=bearer("writer-token-but-longer"))
+    assert wrong.status_code == 401
+    assert api.get("/jobs", headers=bearer("reader-token")).get_json()["jobs"] == []
+
+
+def test_a_read_token_reads_and_a_write_token_writes(secured):
+    api = secured()
+    put = api.put("/jobs/a/1?interval=60", headers=bearer("reader-token"))
+    assert put.status_code == 403 and "only read" in put.get_json()["error"]
+    assert api.put("/jobs/a/1?interval=60", headers=bearer("writer-token")).status_code == 201
+    assert api.get("/jobs/a/1", headers=bearer("reader-token")).status_code == 200
+    assert api.get("/jobs/a/1", headers={"Authorization": "bearer writer-token"}).status_code == 200
+    assert api.delete("/jobs/a/1", headers=bearer("reader-token")).status_code == 403
+    assert api.post("/jobs/a/1", headers=bearer("reader-token")).status_code == 403
+    assert api.get("/jobs/a/1", headers=bearer("writer-token")).status_code == 200
+
+
+def test_status_and_metrics_are_open_unless_configured_closed(secured):
+    api = secured()
+    assert api.get("/status").status_code == 200
+    assert api.get("/metrics").status_code == 200
+    closed = secured(api_open="")
+    assert closed.get("/status").status_code == 401
+    assert closed.get("/metrics").status_code == 401
+    assert closed.get("/metrics", headers=bearer("reader-token")).status_code == 200
+
+
+def test_without_tokens_the_api_is_open(tmp_path):
+    settings = settings_on(f"sqlite:///{tmp_path}/j.sqlite3", unique_table())
+    store_for(settings).create_table()
+    assert create_app(settings).test_client().get("/jobs").status_code == 200
+
+
+@pytest.mark.parametrize("text", ["justatoken", "t:admin", ":read", "a:read,b:"])
+def test_a_token_list_without_scopes_is_a_config_error(text):
+    with pytest.raises(ConfigError, match="api_tokens"):
+        parse_tokens(text)
+
+
+def test_scope_of_matches_whole_tokens_only():
+    tokens = parse_tokens("abc:read,abd:write,with:colon:write")
+    assert scope_of(tokens, "abc") == "read" and scope_of(tokens, "abd") == "write"
+    assert scope_of(tokens, "with:colon") == "write"
+    assert scope_of(tokens, "ab") is None and scope_of(tokens, "abcd") is None
+
+
+def test_the_ui_signs_in_with_a_token_in_a_strict_cookie(secured):
+    ui = secured()
+    first = ui.get("/ui/jobs")
+    assert first.status_code == 302 and "/ui/sign-in" in first.headers["Location"]
+    refused = ui.post("/ui/sign-in", data={"token": "nope", "next": "/ui/jobs"})
+    assert refused.status_code == 401
+    signed = ui.post("/ui/sign-in", data={"token": "reader-token", "next": "/ui/jobs"})
+    assert signed.status_code == 302 and signed.headers["Location"].endswith("/ui/jobs")
+    cookie = signed.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert ui.get("/ui/jobs").status_code == 200
+    form = {"path": "p", "body": "1", "interval": "60"}
+    assert ui.post("/ui/jobs/new", data=form).status_code == 403  # a read token
+    assert ui.get("/jobs").status_code == 401  # the cookie is for the UI, not the API
+
+
+def test_the_ui_refuses_a_form_posted_from_another_origin(secured):
+    ui = secured()
+    ui.post("/ui/sign-in", data={"token": "writer-token"})
+    form = {"path": "p", "body": "1", "interval": "60"}
+    evil = ui.post("/ui/jobs/new", data=form, headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403
+    same = ui.post("/ui/jobs/new", data=form, headers={"Origin": "http://localhost"})
+    assert same.status_code == 302
+    assert ui.post("/ui/sign-out").status_code == 302
+    assert ui.get("/ui/jobs").status_code == 302
+
+
+class RequestRecorder(socketserver.ThreadingTCPServer):
+    """An HTTP server on 127.0.0.1 that keeps each request's first line and Host header as
+    the bytes came, and answers 200."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.heads: list[tuple[str, str]] = []
+        super().__init__(("127.0.0.1", 0), self.Handler)
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    return
+                headers = {}
+                while (header := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+                    name, _, value = header.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                self.rfile.read(int(headers.get("content-length", 0)))
+                self.server.heads.append((line.decode("latin-1").rstrip(), headers["host"]))
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+@pytest.fixture
+def recorder():
+    server = RequestRecorder()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+HOSTILE = {
+    "x?admin=1": "/base/x%3Fadmin=1",
+    "x#fragment": "/base/x%23fragment",
+    "@evil.example:81/x": "/base/@evil.example:81/x",
+    "//evil.example/x": "/base/evil.example/x",
+    "http://evil.example/x": "/base/http://evil.example/x",
+    "a b/c%2Fd": "/base/a%20b/c%252Fd",
+    "x\r\nHost: evil.example": "/base/x%0D%0AHost:%20evil.example",
+}
+CLIMBING = ["../../admin", "a/./b", "..\\admin", "x/..\\..\\admin"]
+
+
+def test_hostile_paths_stay_under_the_base_url_in_the_request_sent(recorder):
+    port = recorder.server_address[1]
+    settings = Settings(base_url=f"http://127.0.0.1:{port}/base/", callback_timeout=5.0)
+    now = datetime.now(UTC)
+    paths = [*HOSTILE, *CLIMBING]
+    runs = [Run(i, job_key(p, "1"), p, "1", now, "t", True) for i, p in enumerate(paths)]
+    answers = post(settings, runs, 1, None)
+    assert [a.status for a in answers] == [200] * len(HOSTILE) + [None] * len(CLIMBING)
+    assert all("would leave base_url" in a.error for a in answers[len(HOSTILE) :])
+    sent = sorted(recorder.heads)
+    assert sent == sorted(
+        (f"POST {target} HTTP/1.1", f"127.0.0.1:{port}") for target in HOSTILE.values()
+    )
+
+
+def test_callback_url_keeps_base_path_and_ordinary_paths_readable():
+    assert callback_url("http://h:1/api", "feeds/check") == "http://h:1/api/feeds/check"
+    assert callback_url("http://h:1/api/", "/a,b;c=d:e@f") == "http://h:1/api/a,b;c=d:e@f"
+    assert callback_url("http://h:1/", "ünï") == "http://h:1/%C3%BCn%C3%AF"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "..%2Fadmin",  # decodes to ../admin
+        "a%2F..%2F..%2Fadmin",
+        "%252e%252e%252Fadmin",  # Dalga's second decoding makes it ../admin
+        "a%2F.%2Fb",
+        "x%0D%0AHost:%20evil",
+        "x%09y",
+        "..%5Cadmin",
+    ],
+)
+def test_put_refuses_paths_that_would_leave_the_base_url(secured, raw):
+    api = secured()
+    answer = api.put(f"/jobs/{raw}/1?interval=60", headers=bearer("writer-token"))
+    assert answer.status_code == 400, answer.get_json()
+    assert answer.get_json()["parameter"] == "path"
+    assert api.get("/jobs", headers=bearer("writer-token")).get_json()["jobs"] == []
+
+
+def test_bodies_are_logged_only_at_debug_and_cut(mariadb_url, endpoint, caplog, make_store):
+    secret = "password=hunter2-" + "x" * 500
+    store = make_store(mariadb_url)
+    settings = settings_on(mariadb_url, store.table.name, endpoint.base_url)
+    endpoint.script["hook"] = [200, 500]
+    store.put(parse_spec("hook", secret, {"interval": "60", "immediate": "true"}))
+    with caplog.at_level(logging.INFO):
+        deliver(settings, store.claim(10))
+        store.trigger("hook", secret)
+        deliver(settings, store.claim(10))
+    assert caplog.records and all("hunter2" not in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    store.put(parse_spec("other", secret, {"interval": "60", "immediate": "true"}))
+    with caplog.at_level(logging.DEBUG, logger="celery_dalga"):
+        deliver(settings, store.claim(10))
+    bodies = [r.getMessage() for r in caplog.records if "hunter2" in r.getMessage()]
+    assert bodies and all(len(m) < 400 for m in bodies)
+
+
+def test_database_passwords_never_reach_the_log(tmp_path):
+    url = "mysql+mysqldb://root:S3cretPw@127.0.0.1:1/nothing"
+    done = subprocess.run(
+        [sys.executable, "-m", "celery_dalga.cli", "--debug", "create-table"],
+        env={"PATH": "/usr/bin:/bin", "DALGA_DATABASE_URL": url, "DALGA_BROKER_URL": url},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "cannot use the database" in done.stderr
+    assert "S3cretPw" not in done.stderr + done.stdout
