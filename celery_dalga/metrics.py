@@ -7,6 +7,7 @@ multiprocess mode), which the worker's exporter adds up."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -60,20 +61,25 @@ def claimed(count: int, seconds: float) -> None:
 
 def dispatched(scheds: Iterable[datetime], now: datetime) -> None:
     """Runs published at `now`."""
+    count = 0
     for sched in scheds:
-        RUNS_DISPATCHED.inc()
+        count += 1
         DISPATCH_LATENESS.observe(max(0.0, (now - sched).total_seconds()))
+    RUNS_DISPATCHED.inc(count)
 
 
-def delivered(
-    outcome: str, status: int | None, sched: datetime, answered: datetime, seconds: float
-) -> None:
-    """One callback's answer (or its absence) and what came of it."""
-    CALLBACKS.labels(outcome, str(status) if status else "none").inc()
-    if outcome == "retry":
-        RETRIES.inc()
-    DELIVERY_LATENESS.observe(max(0.0, (answered - sched).total_seconds()))
-    CALLBACK_SECONDS.observe(seconds)
+def delivered(answers: Iterable[tuple[str, int | None, float, float]]) -> None:
+    """A task's callbacks: (outcome, HTTP status or None, lateness of the answer, duration)
+    each; the counters move once per kind, the histograms once per callback."""
+    kinds: collections.Counter[tuple[str, str]] = collections.Counter()
+    for outcome, code, lateness, seconds in answers:
+        kinds[outcome, str(code) if code else "none"] += 1
+        DELIVERY_LATENESS.observe(max(0.0, lateness))
+        CALLBACK_SECONDS.observe(seconds)
+    for (outcome, status), count in kinds.items():
+        CALLBACKS.labels(outcome, status).inc(count)
+        if outcome == "retry":
+            RETRIES.inc(count)
 
 
 def stale(count: int) -> None:

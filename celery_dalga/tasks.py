@@ -8,7 +8,7 @@ import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -91,13 +91,18 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
         for run in ours
     ]
     outcomes = store.settle(attempts, me)
-    now, clock = datetime.now(UTC), time.monotonic()
     for attempt, outcome in zip(attempts, outcomes, strict=True):
         _log_attempt(attempt, outcome)
-        answered = now - timedelta(seconds=clock - (attempt.ended or clock))
-        metrics.delivered(
-            str(outcome), attempt.status, attempt.run.sched, answered, attempt.duration
+    now, clock = datetime.now(UTC).timestamp(), time.monotonic()
+    metrics.delivered(
+        (
+            outcome,
+            a.status,
+            now - (clock - (a.ended or clock)) - a.run.sched.timestamp(),
+            a.duration,
         )
+        for a, outcome in zip(attempts, outcomes, strict=True)
+    )
     return [Outcome.STALE] * (len(runs) - len(ours)) + outcomes
 
 

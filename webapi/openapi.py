@@ -252,8 +252,23 @@ def openapi_spec() -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics: this process's and the jobs table's",
+                    "responses": {"200": {"description": "Prometheus text format"}},
+                }
+            },
         },
+        "security": [{}, {"bearer": []}],
         "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "DALGA_API_TOKENS, when set: a read token for GET, a write "
+                    "token for the rest (401 without one, 403 for a read token that writes)",
+                }
+            },
             "schemas": {
                 "Error": {
                     "type": "object",
@@ -261,6 +276,6 @@ def openapi_spec() -> dict[str, Any]:
                     "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}},
                 },
                 "Job": JOB_SCHEMA,
-            }
+            },
         },
     }
