@@ -1,6 +1,9 @@
 """Helpers shared by the test modules (importable, unlike conftest)."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from celery_dalga.config import Settings
 
@@ -23,3 +26,23 @@ def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **e
     )
     values.update(extra)
     return Settings(**values)
+
+
+@contextmanager
+def api_client(url: str) -> Iterator[Any]:
+    """A Flask test client of the API on a fresh table of `url` (its Store as .store); the
+    table is dropped and the instances stopped afterwards."""
+    from celery_dalga import instances
+    from celery_dalga.store import store_for
+    from webapi import create_app
+
+    settings = settings_on(url, unique_table())
+    store = store_for(settings)
+    store.create_table()
+    client = create_app(settings, store).test_client()
+    client.store = store
+    try:
+        yield client
+    finally:
+        instances.stop_all()
+        store.drop_table()

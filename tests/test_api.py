@@ -4,24 +4,15 @@ import json
 from urllib.parse import quote
 
 import pytest
-from helpers import settings_on, unique_table
+from helpers import api_client
 
-from celery_dalga import instances
 from celery_dalga.runs import Attempt
-from celery_dalga.store import store_for
-from webapi import create_app
 
 
 @pytest.fixture
 def api(mariadb_url):
-    settings = settings_on(mariadb_url, unique_table())
-    store = store_for(settings)
-    store.create_table()
-    client = create_app(settings, store).test_client()
-    client.store = store
-    yield client
-    instances.stop_all()
-    store.drop_table()
+    with api_client(mariadb_url) as client:
+        yield client
 
 
 def test_put_returns_201_with_the_committed_job_in_dalgas_fields_first(api):

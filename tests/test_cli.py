@@ -235,22 +235,14 @@ def test_dalga_call_calls_a_task_job_with_the_app_given(tmp_path):
     client.store.create_table()
     client.schedule("x", "ok-now", interval=60, task="dalga_test.record")
     client.schedule("x", "fail-now", interval=60, task="dalga_test.record")
-    app = "celery_test_tasks:app"
-    ok = subprocess.run(
-        DALGA + ["call", "x", "ok-now", "--app", app],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+
+    def call(body: str) -> subprocess.CompletedProcess:
+        argv = ["call", "x", body, "--app", "celery_test_tasks:app"]
+        return subprocess.run(DALGA + argv, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    ok = call("ok-now")
     assert ok.returncode == 0 and ok.stdout.startswith("delivered: returned"), ok.stderr
-    bad = subprocess.run(
-        DALGA + ["call", "x", "fail-now", "--app", app],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    bad = call("fail-now")
     assert bad.returncode == 1 and "RuntimeError: asked to fail: fail-now" in bad.stdout
     assert client.get("x", "ok-now").success_count == 0  # the job itself is not changed
 

@@ -12,14 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import settings_on, unique_table
+from helpers import api_client
 from processes import free_port, start, stop, wait_http
 from test_store import Clock
 
-from celery_dalga import instances
 from celery_dalga.runs import Attempt
-from celery_dalga.store import store_for
-from webapi import create_app
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 SHOTS = os.environ.get("DALGA_SCREENSHOTS")  # a folder: the browser test saves its pages there
@@ -32,14 +29,8 @@ def ui(request, tmp_path):
         if request.param == "mariadb"
         else f"sqlite:///{tmp_path}/ui.sqlite3"
     )
-    settings = settings_on(url, unique_table())
-    store = store_for(settings)
-    store.create_table()
-    client = create_app(settings, store).test_client()
-    client.store = store
-    yield client
-    instances.stop_all()
-    store.drop_table()
+    with api_client(url) as client:
+        yield client
 
 
 def text(resp) -> str:
