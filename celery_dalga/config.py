@@ -48,7 +48,8 @@ class Settings:
     epsilon: float = 0.0
     batch_size: int = 500
     runs_per_task: int = 100
-    callback_concurrency: int = 100
+    callback_concurrency: int = 100  # the most calls in flight per destination per process
+    callback_initial_limit: int = 4  # where the adaptive per-destination limit starts
     batch_window: float = 0.1
     max_interval: float = 1.0
     max_body: int = 65535
@@ -60,6 +61,11 @@ class Settings:
     api_tokens: str = ""
     api_open: str = "/status,/metrics"
     metrics_port: int = 0
+    allowed_hosts: str = ""  # Host names the web app answers besides its bind address
+    trusted_proxies: int = 0  # proxies in front of the web app whose X-Forwarded-* to trust
+    session_secret: str = ""  # signs the UI's session cookie (random per process when empty)
+    allowed_tasks: str = ""  # Celery tasks a task= job may call (comma-separated; empty: none)
+    allowed_exchanges: str = ""  # AMQP exchanges an exchange= job may use (empty: none)
 
     def __post_init__(self) -> None:
         rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
