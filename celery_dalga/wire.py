@@ -18,6 +18,8 @@ from celery_dalga.runs import RETRY_WAIT
 from celery_dalga.spec import InvalidParameter
 
 SORTS = ("insert-order", "next-sched")
+LARGEST_ID = 2**63 - 1  # a BIGINT
+LARGEST_LIMIT = 2**31
 
 
 def instant(value: datetime | None, location: str = "UTC") -> str | None:
@@ -114,19 +116,26 @@ class Cursor:
         """A cursor from its text; a 400 (InvalidParameter) for anything else."""
         try:
             fields = json.loads(base64.b64decode(text, validate=True))
-            sort_by, last = fields["SortBy"], str(fields["LastValue"])
-            if sort_by not in SORTS:
+            sort_by, last, path = fields["SortBy"], str(fields["LastValue"]), fields["Path"]
+            if sort_by not in SORTS or not isinstance(path, str):
                 raise ValueError(sort_by)
             if sort_by == "insert-order":
-                keys: tuple[Any, ...] = (int(last),)
+                keys: tuple[Any, ...] = (_bounded(last, LARGEST_ID),)
             else:
                 at, _, id_ = last.rpartition("|")
-                keys = (datetime.fromisoformat(at), int(id_))
-            return cls(
-                fields["Path"] or None, sort_by, bool(fields["Reverse"]), keys, int(fields["Limit"])
-            )
-        except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+                keys = (datetime.fromisoformat(at), _bounded(id_, LARGEST_ID))
+            limit = _bounded(str(fields["Limit"]), LARGEST_LIMIT)
+            return cls(path or None, sort_by, bool(fields["Reverse"]), keys, limit)
+        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
             raise InvalidParameter("cursor", "not a cursor this server gave") from None
+
+
+def _bounded(text: str, largest: int) -> int:
+    """A whole number from 0 to largest in text; ValueError for anything else."""
+    value = int(text)
+    if not 0 <= value <= largest:
+        raise ValueError(text)
+    return value
 
 
 def attempt_json(attempt: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,8 @@ leave the base URL whatever a job path holds, and logs without bodies or passwor
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import socketserver
 import subprocess
@@ -242,3 +244,175 @@ def test_database_passwords_never_reach_the_log(tmp_path):
     )
     assert done.returncode == 2 and "cannot use the database" in done.stderr
     assert "S3cretPw" not in done.stderr + done.stdout
+
+
+@pytest.fixture
+def served(tmp_path):
+    """make(**settings) -> a test client of an app without tokens (the open mode), on SQLite;
+    its Store as .store."""
+
+    def make(**extra):
+        settings = settings_on(f"sqlite:///{tmp_path}/open.sqlite3", unique_table(), **extra)
+        store = store_for(settings)
+        store.create_table()
+        client = create_app(settings, store).test_client()
+        client.store = store
+        return client
+
+    return make
+
+
+def test_head_is_a_pure_read_that_never_pauses_or_resumes(secured, served):
+    api = secured()
+    assert api.put("/jobs/a/1?interval=60", headers=bearer("writer-token")).status_code == 201
+    head = api.head("/jobs/a/1?disable=true", headers=bearer("reader-token"))
+    assert head.status_code == 200 and head.data == b""
+    assert api.get("/jobs/a/1", headers=bearer("reader-token")).get_json()["enabled"] is True
+    api.patch("/jobs/a/1?disable=true", headers=bearer("writer-token"))
+    assert api.head("/jobs/a/1?enable=true", headers=bearer("reader-token")).status_code == 200
+    assert api.get("/jobs/a/1", headers=bearer("reader-token")).get_json()["enabled"] is False
+    assert api.head("/jobs/gone/1?enable=true", headers=bearer("reader-token")).status_code == 404
+    opened = served()
+    opened.put("/jobs/b/1?interval=60")
+    assert opened.head("/jobs/b/1?disable=true").status_code == 200
+    assert opened.store.get("b", "1").enabled
+
+
+EVIL = "http://evil.example"
+
+
+def test_without_tokens_a_request_from_another_origin_changes_nothing(served):
+    api = served()
+    api.put("/jobs/a/1?interval=60")
+    for headers in ({"Origin": EVIL}, {"Referer": EVIL + "/page"}, {"Origin": "null"}):
+        ui = api.post("/ui/delete-all", data={"confirm": "all"}, headers=headers)
+        assert ui.status_code == 403 and ui.mimetype == "text/plain"
+        put = api.put("/jobs/b/1?interval=60", headers=headers)
+        assert put.status_code == 403 and "origin" in put.get_json()["error"]
+        assert api.delete("/jobs/a/1", headers=headers).status_code == 403
+        assert api.get("/jobs/a/1", headers=headers).status_code == 200  # reading is no harm
+    assert [j.path for j in api.store.page()] == ["a"]
+    own = {"Origin": "http://localhost"}
+    assert api.put("/jobs/b/1?interval=60", headers=own).status_code == 201
+    assert api.put("/jobs/c/1?interval=60").status_code == 201  # no browser: curl, Go clients
+    referer = {"Referer": "http://localhost/ui/status"}
+    assert api.post("/ui/delete-all", data={"confirm": "all"}, headers=referer).status_code == 302
+    assert api.store.page() == []
+
+
+@pytest.mark.parametrize("mode", ["open", "tokens"])
+def test_a_foreign_host_name_is_refused(served, secured, mode):
+    api = served() if mode == "open" else secured()
+    auth = {} if mode == "open" else bearer("reader-token")
+    for host in ("evil.example", "evil.example:34006", "0.0.0.0:34006", "10.0.0.1"):
+        answer = api.get("/jobs", headers=auth, base_url=f"http://{host}")
+        assert answer.status_code == 403 and "Host" in answer.get_json()["error"], host
+        assert api.get("/ui/jobs", base_url=f"http://{host}").status_code == 403
+    for host in ("localhost", "localhost:34006", "127.0.0.1:34006", "[::1]:34006", "LOCALHOST"):
+        assert api.get("/jobs", headers=auth, base_url=f"http://{host}").status_code == 200, host
+
+
+def test_the_bind_address_and_allowed_hosts_are_answered(served):
+    api = served(host="10.1.2.3", allowed_hosts="dalga.example.com, Other.Example")
+    for host in ("10.1.2.3:34006", "dalga.example.com", "other.example:80", "localhost"):
+        assert api.get("/jobs", base_url=f"http://{host}").status_code == 200, host
+    assert api.get("/jobs", base_url="http://evil.example").status_code == 403
+    anywhere = served(host="0.0.0.0")
+    assert anywhere.get("/jobs", base_url="http://0.0.0.0:34006").status_code == 403
+    assert anywhere.get("/jobs", base_url="http://127.0.0.1:34006").status_code == 200
+
+
+def test_a_body_over_the_size_limit_is_a_413_json_error(served):
+    api = served(max_body=1000)
+    huge = {"interval": "60", "x": "y" * 200_000}
+    answer = api.put("/jobs/a/1", data=huge)
+    assert answer.status_code == 413 and "larger than" in answer.get_json()["error"]
+    assert len(answer.data) < 500
+    ui = api.post("/ui/jobs/new", data={"path": "a", "body": "1", **huge})
+    assert ui.status_code == 413
+    assert api.store.page() == []
+
+
+def test_a_body_of_max_body_bytes_goes_through_the_ui_form(served):
+    api = served()
+    body = "é&" * (65535 // 3)  # every byte needs a %XX in the form: the worst case
+    assert len(body.encode()) == 65535
+    form = {"path": "a", "body": body, "interval": "60", "location": "Europe/Istanbul"}
+    assert api.post("/ui/jobs/new", data=form).status_code == 302
+    assert api.store.get("a", body) is not None
+
+
+@pytest.mark.parametrize(
+    "method, url, data",
+    [
+        ("put", "/jobs/a/1?interval=60&" + "n" * 100_000 + "=1", None),
+        ("put", "/jobs/a/1?interval=" + "9" * 100_000, None),
+        ("put", "/jobs/a/1", {"interval": "60", "n" * 100_000: "1"}),
+        ("put", "/jobs/" + "p%zz" * 50_000 + "/1?interval=60", None),
+        ("put", "/jobs/a/" + "b%zz" * 50_000 + "?interval=60", None),
+        ("put", "/jobs/a/" + "b" * 300_000 + "?interval=60", None),
+        ("put", "/jobs/" + "p" * 300_000 + "/1?interval=60", None),
+        ("get", "/jobs?sort-by=" + "s" * 100_000, None),
+        ("get", "/jobs?limit=" + "9" * 100_000, None),
+        ("get", "/jobs/continue?cursor=" + "c" * 100_000, None),
+    ],
+)
+def test_errors_repeat_only_a_short_prefix_of_what_was_sent(served, method, url, data):
+    api = served()
+    answer = getattr(api, method)(url, data=data)
+    assert answer.status_code == 400, answer.data[:300]
+    assert len(answer.data) < 700 and len(answer.get_json()["parameter"]) <= 100
+    assert api.store.page() == []
+
+
+@pytest.mark.parametrize(
+    "url, data, parameter",
+    [
+        ("/jobs/a/1?interval=60&interval=abc", None, "interval"),
+        ("/jobs/a/1?interval=60", {"interval": "abc"}, "interval"),
+        ("/jobs/a/1", {"interval": "60", "location": ["UTC", "Europe/Istanbul"]}, "location"),
+        ("/jobs/a/1?interval=60&one-off=true&one-off=false", None, "one-off"),
+    ],
+)
+def test_a_parameter_given_twice_is_a_400_naming_it(served, url, data, parameter):
+    api = served()
+    answer = api.put(url, data=data)
+    assert answer.status_code == 400 and answer.get_json()["parameter"] == parameter
+    assert "more than once" in answer.get_json()["error"]
+    assert api.store.page() == []
+
+
+def cursor_of(**fields) -> str:
+    document = {"Path": "", "SortBy": "insert-order", "Reverse": False, "LastValue": "1"}
+    document.update({"Limit": 10, **fields})
+    return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"LastValue": str(10**30)},
+        {"LastValue": "-1"},
+        {"SortBy": "next-sched", "LastValue": f"2030-01-01T00:00:00+00:00|{10**30}"},
+        {"Limit": 10**30},
+        {"Limit": 1e300},
+        {"Path": 5},
+    ],
+)
+def test_cursors_with_huge_numbers_are_a_400(served, fields):
+    api = served()
+    api.put("/jobs/a/1?interval=60")
+    answer = api.get("/jobs/continue", query_string={"cursor": cursor_of(**fields)})
+    assert answer.status_code == 400 and answer.get_json()["parameter"] == "cursor"
+
+
+def test_huge_listing_numbers_are_a_400_in_the_api_and_the_ui(served):
+    api = served()
+    for query in (f"limit={10**30}", f"after={10**30}", "after=-1"):
+        answer = api.get(f"/jobs?{query}")
+        assert answer.status_code == 400 and answer.get_json()["error"], query
+    for after in (str(10**30), "-1", "x" * 10_000, str(2**63)):
+        page = api.get(f"/ui/jobs?after={after}")
+        assert page.status_code == 400 and "not a job id" in page.get_data(as_text=True)
+        assert len(page.data) < 3000
+    assert api.get(f"/ui/jobs?after={2**63 - 1}").status_code == 200

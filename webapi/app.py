@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Any
 from urllib.parse import unquote_plus
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import PathConverter
 
@@ -22,6 +21,7 @@ from celery_dalga.store import JobExists, Store
 from celery_dalga.values import parse_bool
 from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
 from webapi import auth
+from webapi.errors import json_error, short
 from webapi.openapi import openapi_spec
 from webapi.ui import register_ui
 
@@ -34,7 +34,7 @@ def _unescape(name: str, segment: str) -> str:
     """A path segment decoded a second time, as Dalga does (Go's url.QueryUnescape: `+` is a
     space, `%xx` a byte; a `%` that starts no escape is an error)."""
     if BAD_ESCAPE.search(segment):
-        raise InvalidParameter(name, f"{segment!r} has a % that starts no %XX escape")
+        raise InvalidParameter(name, f"{short(segment)!r} has a % that starts no %XX escape")
     return unquote_plus(segment, errors="strict")
 
 
@@ -57,14 +57,10 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidParameter(name, f"{raw!r} is not an integer") from None
+        raise InvalidParameter(name, f"{short(raw)!r} is not an integer") from None
     if not low <= value <= high:
         raise InvalidParameter(name, f"must be between {low} and {high}")
     return value
-
-
-def _error(status: int, message: str, **extra: Any):
-    return jsonify(error=message, **extra), status
 
 
 def _reject_unknown(known: list[str]) -> None:
@@ -102,8 +98,15 @@ def create_app(
     client = Client(settings)
     store = client.store = store or client.store
     instance = instance or instance_for(settings, "web")
-    open_routes = [route.strip() for route in settings.api_open.split(",") if route.strip()]
-    auth.install(app, auth.parse_tokens(settings.api_tokens), open_routes, _error)
+    guard = auth.Guard(settings)
+    guard.install(app, settings.trusted_proxies)
+
+    @app.before_request
+    def one_value_each() -> None:
+        """A 400 naming a parameter given more than once (query string, form or both)."""
+        for name in sorted(set(request.args) | set(request.form)):
+            if len(request.args.getlist(name)) + len(request.form.getlist(name)) > 1:
+                raise InvalidParameter(short(name), "given more than once")
 
     @app.route("/jobs/<anypath:rest>", methods=["GET", "PUT", "DELETE", "POST", "PATCH"])
     def job_route(rest: str):
@@ -113,12 +116,12 @@ def create_app(
             try:
                 job = store.put(client.spec(path, body, params))
             except JobExists as exists:
-                return _error(409, str(exists), job=job_json(exists.job))
+                return json_error(409, str(exists), job=job_json(exists.job))
             log.info("scheduled path=%s next_run=%s", path, instant(job.next_run))
             return jsonify(job_json(job)), 201
-        if request.method == "GET":
+        if request.method in ("GET", "HEAD"):  # HEAD reads, whatever its query says
             found = client.get(path, body)
-            return (jsonify(job_json(found)), 200) if found else _error(404, "job not found")
+            return (jsonify(job_json(found)), 200) if found else json_error(404, "job not found")
         if request.method == "DELETE":  # 204 for a job that was not there too, as in Dalga
             if client.cancel(path, body):
                 log.info("cancelled path=%s", path)
@@ -127,7 +130,7 @@ def create_app(
             job = client.trigger(path, body)
             log.info("triggered path=%s", path)
             return jsonify(job_json(job)), 200
-        return pause_or_resume(path, body)
+        return pause_or_resume(path, body)  # PATCH, the one method left
 
     @app.get("/jobs/<anypath:rest>/runs")
     def history(rest: str):
@@ -184,7 +187,8 @@ def create_app(
         _reject_unknown(["path", "sort-by", "reverse", "limit", "after"])
         sort_by = request.args.get("sort-by") or "insert-order"
         if sort_by not in SORTS:
-            raise InvalidParameter("sort-by", f"{sort_by!r} is not one of {', '.join(SORTS)}")
+            known = ", ".join(SORTS)
+            raise InvalidParameter("sort-by", f"{short(sort_by)!r} is not one of {known}")
         after = _int_arg("after", 0, 0, 2**63 - 1)
         if after and sort_by != "insert-order":
             raise InvalidParameter("after", "goes with insert-order; use the cursor")
@@ -204,7 +208,7 @@ def create_app(
         cursor = Cursor.decode(request.args.get("cursor", ""))
         return listing(cursor.path, cursor.sort_by, cursor.reverse, cursor.last, cursor.limit)
 
-    register_ui(app, client, instance)
+    register_ui(app, client, instance, guard)
 
     @app.get("/openapi.json")
     def openapi():
@@ -225,19 +229,30 @@ def create_app(
 
     @app.errorhandler(InvalidParameter)
     def invalid(exc: InvalidParameter):
-        return _error(400, str(exc), parameter=exc.parameter)
+        return json_error(400, str(exc), parameter=short(exc.parameter))
 
     @app.errorhandler(JobNotFound)
     def not_found(exc: JobNotFound):
-        return _error(404, str(exc))
+        return json_error(404, str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return _error(exc.code or 500, exc.description or exc.name)
+        return json_error(exc.code or 500, exc.description or exc.name)
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(exc: SQLAlchemyError):
-        log.error("database error on %s %s: %s", request.method, request.path, exc)
-        return _error(503, "database unavailable, try again")
+        """One log line without the statement's parameters or the job's body; a value the
+        database refused is the request's fault (400), anything else the database's (503)."""
+        cause = getattr(exc, "orig", None) or exc
+        log.error(
+            "database error on %s %s: %s: %s",
+            request.method,
+            short(request.path, 60),
+            type(cause).__name__,
+            short(str(cause).splitlines()[0] if str(cause) else "", 80),
+        )
+        if isinstance(exc, DataError | IntegrityError):
+            return json_error(400, "a value the database cannot store (too long or out of range)")
+        return json_error(503, "database unavailable, try again")
 
     return app

@@ -17,8 +17,11 @@ from celery_dalga.instances import Instance
 from celery_dalga.spec import PARAMETERS, InvalidParameter
 from celery_dalga.store import JobExists
 from celery_dalga.wire import attempt_json, instant
+from webapi.auth import Guard
+from webapi.errors import short
 
 PAGE = 50
+LARGEST_ID = 2**63 - 1
 
 
 def sparkline(values: list[float], width: int = 240, height: int = 40) -> Markup:
@@ -42,8 +45,8 @@ def job_link(path: str, body: str) -> str:
     return url_for("ui.job", path=path, body=body)
 
 
-def register_ui(app: Flask, client: Client, instance: Instance) -> None:
-    """Serve the UI at /ui on app."""
+def register_ui(app: Flask, client: Client, instance: Instance, guard: Guard) -> None:
+    """Serve the UI at /ui on app; guard signs in and out."""
     ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
     store = client.store
 
@@ -62,7 +65,11 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
     @ui.get("/jobs")
     def jobs():
         prefix = request.args.get("q", "").strip() or None
-        after = request.args.get("after", type=int)
+        raw = request.args.get("after", "")
+        after = int(raw) if raw.isdigit() and len(raw) < 20 else None
+        if raw and (after is None or after > LARGEST_ID):
+            message = f"after: {short(raw)!r} is not a job id"
+            return render_template("ui/error.html", message=message), 400
         page = store.page(path_prefix=prefix, after=(after,) if after else None, limit=PAGE)
         more = None
         if len(page) == PAGE:
@@ -84,7 +91,7 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
             client.store.put(client.spec(path, body, params))
         except (InvalidParameter, JobExists) as exc:
             form.update(path=path, body=body)
-            return render_template("ui/new.html", form=form, error=str(exc)), 400
+            return render_template("ui/new.html", form=form, error=short(str(exc), 400)), 400
         return redirect(job_link(path, body))
 
     @ui.get("/job")
@@ -93,7 +100,7 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
         found = client.get(path, body)
         history = client.history(path, body)
         if found is None and not history:
-            return render_template("ui/missing.html", path=path, body=body), 404
+            return render_template("ui/missing.html", path=short(path), body=short(body)), 404
         attempts = [attempt_json(a) for a in history]
         lateness = [a["lateness"] for a in reversed(attempts)]
         for attempt, raw in zip(attempts, history, strict=True):
@@ -122,7 +129,7 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
                 "delete": client.cancel,
             }[action](path, body)
         except (KeyError, JobNotFound, InvalidParameter):
-            return render_template("ui/missing.html", path=path, body=body), 404
+            return render_template("ui/missing.html", path=short(path), body=short(body)), 404
         if action == "delete":
             return redirect(url_for("ui.jobs"))
         return redirect(job_link(path, body))
@@ -141,6 +148,23 @@ def register_ui(app: Flask, client: Client, instance: Instance) -> None:
             return redirect(url_for("ui.status"))
         client.cancel_all()
         return redirect(url_for("ui.jobs"))
+
+    @ui.route("/sign-in", methods=["GET", "POST"])
+    def sign_in():
+        """The sign-in form: a valid token starts a session recording its scope."""
+        target = request.values.get("next", "")
+        if not target.startswith("/ui") or target.startswith("/ui//"):
+            target = url_for("ui.jobs")
+        if request.method == "GET":
+            return render_template("ui/sign_in.html", next=target, error=None)
+        if not guard.sign_in(request.form.get("token", "")):
+            return render_template("ui/sign_in.html", next=target, error="not a valid token"), 401
+        return redirect(target)
+
+    @ui.post("/sign-out")
+    def sign_out():
+        guard.sign_out()
+        return redirect(url_for("ui.sign_in"))
 
     app.register_blueprint(ui)
     app.jinja_env.globals["urlencode"] = urlencode
