@@ -73,13 +73,20 @@ def parser() -> argparse.ArgumentParser:
 
 
 def serve_web(settings: Settings):
-    """A waitress server for the API, created but not yet running."""
+    """A waitress server for the API, created but not yet running. The app answers a body
+    over its limit with a 413; waitress refuses one far over it before reading it."""
     from waitress import create_server  # type: ignore[attr-defined]
 
     from webapi import create_app
+    from webapi.auth import body_limit
 
     return create_server(
-        create_app(settings), host=settings.host, port=settings.port, threads=8, ident="dalga"
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        threads=8,
+        ident="dalga",
+        max_request_body_size=4 * body_limit(settings.max_body),
     )
 
 

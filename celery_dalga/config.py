@@ -187,7 +187,8 @@ def settings_for(app: Any) -> Settings:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The settings with every URL's password hidden, for logs."""
+    """The settings with every URL's password, the API tokens (their scopes stay) and the
+    session secret hidden, for logs."""
     from kombu.utils.url import maybe_sanitize_url
     from sqlalchemy.engine import make_url
 
@@ -195,6 +196,9 @@ def redacted(settings: Settings) -> dict[str, Any]:
     values["database_url"] = make_url(settings.database_url).render_as_string(hide_password=True)
     for name in ("broker_url", "publish_url"):
         values[name] = maybe_sanitize_url(values[name]) if values[name] else ""
+    tokens = filter(None, (part.strip() for part in settings.api_tokens.split(",")))
+    values["api_tokens"] = ",".join("***:" + token.rpartition(":")[2] for token in tokens)
+    values["session_secret"] = "***" if settings.session_secret else ""
     return values
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import socketserver
 import subprocess
 import sys
@@ -13,9 +14,12 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+import requests
 from helpers import settings_on, unique_table
+from processes import dalga_env, free_port, start, stop, wait_http
+from sqlalchemy.exc import DataError, OperationalError
 
-from celery_dalga.config import ConfigError, Settings
+from celery_dalga.config import ConfigError, Settings, redacted
 from celery_dalga.jobs import Run, job_key
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
@@ -416,3 +420,81 @@ def test_huge_listing_numbers_are_a_400_in_the_api_and_the_ui(served):
         assert page.status_code == 400 and "not a job id" in page.get_data(as_text=True)
         assert len(page.data) < 3000
     assert api.get(f"/ui/jobs?after={2**63 - 1}").status_code == 200
+
+
+def test_redacted_settings_hide_tokens_and_the_session_secret():
+    settings = Settings(api_tokens="tok-one:read, tok-two:write", session_secret="sekrit")
+    shown = str(redacted(settings))
+    assert "tok-one" not in shown and "tok-two" not in shown and "sekrit" not in shown
+    assert redacted(settings)["api_tokens"] == "***:read,***:write"
+    assert redacted(Settings())["session_secret"] == ""
+
+
+def test_the_database_errors_log_one_line_without_parameters_or_bodies(served, caplog):
+    api = served()
+    body = "hunter2-" + "b" * 40
+    statement = "INSERT INTO t (path, body, interval) VALUES (%s, %s, %s)"
+
+    def refuses(*args):
+        too_long = Exception("(1406, \"Data too long for column 'interval' at row 1\")")
+        raise DataError(statement, ("hook", body, "P" * 300), too_long)
+
+    def down(*args):
+        raise OperationalError(statement, ("hook", body), Exception("(2006, 'gone away')"))
+
+    api.store.put, api.store.get = refuses, down
+    with caplog.at_level(logging.INFO):
+        bad = api.put(f"/jobs/hook/{body}?interval=60")
+        gone = api.get(f"/jobs/hook/{body}")
+    assert bad.status_code == 400 and "cannot store" in bad.get_json()["error"]
+    assert gone.status_code == 503 and "unavailable" in gone.get_json()["error"]
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 2 and "Data too long" in lines[0] and "gone away" in lines[1]
+    assert all("hunter2" not in line and "PPPP" not in line and "\n" not in line for line in lines)
+
+
+DALGA = [sys.executable, "-m", "celery_dalga.cli"]
+
+
+def test_a_real_dalga_web_guards_hosts_origins_sizes_and_logs_no_tokens(tmp_path):
+    port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/web.sqlite3",
+        port=port,
+        api_tokens=TOKENS,
+        session_secret="the-session-secret",
+    )
+    env = dalga_env(settings)
+    subprocess.run(DALGA + ["create-table"], env=env, cwd=tmp_path, check=True, timeout=60)
+    proc = start(DALGA + ["--debug", "web"], env, tmp_path, "web.log")
+    base = f"http://127.0.0.1:{port}"
+    write = bearer("writer-token")
+    try:
+        wait_http(f"{base}/status", proc)
+        assert requests.put(f"{base}/jobs/a/1?interval=60", headers=write).status_code == 201
+        foreign = requests.get(f"{base}/jobs", headers={**write, "Host": "evil.example"})
+        assert foreign.status_code == 403 and foreign.json()["error"]
+        evil = requests.delete(f"{base}/jobs/a/1", headers={**write, "Origin": EVIL})
+        assert evil.status_code == 403
+        head = requests.head(f"{base}/jobs/a/1?disable=true", headers=bearer("reader-token"))
+        assert head.status_code == 200
+        assert requests.get(f"{base}/jobs/a/1", headers=write).json()["enabled"] is True
+        big = requests.put(f"{base}/jobs/a/2", data={"interval": "60", "x": "y" * 300_000})
+        assert big.status_code == 413 and big.json()["error"] and len(big.content) < 500
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(
+                f"PUT /jobs/a/3 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                "Content-Length: 100000000\r\n\r\n".encode()
+            )
+            assert conn.recv(100).startswith(b"HTTP/1.1 413")
+        answer = requests.get(f"{base}/status")
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    finally:
+        assert stop(proc) == 0, proc.log_path.read_text()
+    log = proc.log_path.read_text()
+    assert "***:write" in log  # --debug logs the settings ...
+    for secret in ("writer-token", "reader-token", "the-session-secret"):
+        assert secret not in log  # ... without the tokens and the secret

@@ -241,13 +241,14 @@ def create_app(
 
     @app.errorhandler(SQLAlchemyError)
     def database_error(exc: SQLAlchemyError):
-        """One log line without the statement's parameters or the job's body; a value the
-        database refused is the request's fault (400), anything else the database's (503)."""
+        """One log line, without the statement's parameters or the job's body (the route, not
+        the path that holds it). A value the database refused is the request's fault (400),
+        anything else the database's (503)."""
         cause = getattr(exc, "orig", None) or exc
         log.error(
             "database error on %s %s: %s: %s",
             request.method,
-            short(request.path, 60),
+            request.url_rule.rule if request.url_rule else short(request.path, 60),
             type(cause).__name__,
             short(str(cause).splitlines()[0] if str(cause) else "", 80),
         )
