@@ -25,7 +25,7 @@ from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
 from celery_dalga.tasks import callback_url, deliver, post
 from webapi import create_app
-from webapi.auth import parse_tokens, scope_of
+from webapi.auth import Throttle, parse_tokens, scope_of
 
 TOKENS = "reader-token:read,writer-token:write"
 
@@ -35,9 +35,8 @@ def secured(tmp_path):
     """make(**settings) -> a test client of an app whose API needs tokens, on SQLite."""
 
     def make(**extra):
-        settings = settings_on(
-            f"sqlite:///{tmp_path}/jobs.sqlite3", unique_table(), api_tokens=TOKENS, **extra
-        )
+        extra = {"api_tokens": TOKENS, **extra}
+        settings = settings_on(f"sqlite:///{tmp_path}/jobs.sqlite3", unique_table(), **extra)
         store_for(settings).create_table()
         return create_app(settings).test_client()
 
@@ -498,3 +497,123 @@ def test_a_real_dalga_web_guards_hosts_origins_sizes_and_logs_no_tokens(tmp_path
     assert "***:write" in log  # --debug logs the settings ...
     for secret in ("writer-token", "reader-token", "the-session-secret"):
         assert secret not in log  # ... without the tokens and the secret
+
+
+def session_cookie(answer) -> tuple[str, str]:
+    """The value and the attributes of the session cookie an answer sets."""
+    (header,) = [h for h in answer.headers.getlist("Set-Cookie") if h.startswith("dalga_session=")]
+    value, _, attributes = header.partition(";")
+    return value.partition("=")[2], attributes
+
+
+def test_the_ui_session_records_the_scope_never_the_token(secured):
+    ui = secured()
+    signed = ui.post("/ui/sign-in", data={"token": "writer-token", "next": "/ui/status"})
+    assert signed.status_code == 302 and signed.headers["Location"].endswith("/ui/status")
+    value, attributes = session_cookie(signed)
+    assert "writer-token" not in value and "HttpOnly" in attributes
+    assert "SameSite=Strict" in attributes and "Secure" not in attributes
+    app = ui.application
+    content = app.session_interface.get_signing_serializer(app).loads(value)
+    assert content["scope"] == "write" and "writer-token" not in json.dumps(content)
+    assert ui.get("/ui/jobs").status_code == 200
+    over_tls = secured().post(
+        "/ui/sign-in", data={"token": "reader-token"}, base_url="https://localhost"
+    )
+    assert "Secure" in session_cookie(over_tls)[1]
+
+
+def test_behind_a_trusted_tls_proxy_the_cookie_is_secure(secured):
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "dalga.example.com"}
+    behind = secured(trusted_proxies=1, allowed_hosts="dalga.example.com")
+    signed = behind.post("/ui/sign-in", data={"token": "reader-token"}, headers=forwarded)
+    assert signed.status_code == 302 and "Secure" in session_cookie(signed)[1]
+    own = {**forwarded, "Origin": "https://dalga.example.com"}
+    assert behind.post("/ui/sign-out", headers=own).status_code == 302
+    untrusted = secured(allowed_hosts="dalga.example.com")  # X-Forwarded-* ignored
+    signed = untrusted.post("/ui/sign-in", data={"token": "reader-token"}, headers=forwarded)
+    assert signed.status_code == 302 and "Secure" not in session_cookie(signed)[1]
+
+
+def test_sign_out_revokes_the_session_and_its_copies(secured):
+    ui = secured()
+    value, _ = session_cookie(ui.post("/ui/sign-in", data={"token": "writer-token"}))
+    assert ui.post("/ui/sign-out").status_code == 302
+    assert ui.get("/ui/jobs").status_code == 302
+    copy = ui.application.test_client()
+    copy.set_cookie("dalga_session", value)
+    refused = copy.get("/ui/jobs")
+    assert refused.status_code == 302 and "/ui/sign-in" in refused.headers["Location"]
+    form = {"path": "p", "body": "1", "interval": "60"}
+    assert copy.post("/ui/jobs/new", data=form).status_code == 302
+    assert "/ui/sign-in" in copy.post("/ui/jobs/new", data=form).headers["Location"]
+
+
+def test_a_session_holds_across_processes_with_one_secret_and_ends_with_its_token(secured):
+    first = secured(session_secret="shared")
+    value, _ = session_cookie(first.post("/ui/sign-in", data={"token": "writer-token"}))
+    for settings, status in (
+        ({"session_secret": "shared"}, 200),
+        ({}, 302),  # a random secret of its own
+        ({"session_secret": "other"}, 302),
+        ({"session_secret": "shared", "api_tokens": "reader-token:read"}, 302),  # token gone
+    ):
+        other = secured(**settings)
+        other.set_cookie("dalga_session", value)
+        assert other.get("/ui/jobs").status_code == status, settings
+
+
+def test_every_answer_forbids_framing_and_sniffing(secured, served):
+    api, ui = served(), secured()
+    answers = [
+        api.get("/jobs"),
+        api.get("/nothing"),
+        api.put("/jobs/a/1?interval=soon"),
+        api.get("/ui/jobs"),
+        api.get("/static/ui.css"),
+        api.put("/jobs/a/1", headers={"Origin": EVIL}),
+        api.get("/jobs", base_url="http://evil.example"),
+        ui.get("/jobs"),
+        ui.get("/ui/jobs"),
+        ui.get("/ui/sign-in"),
+    ]
+    for answer in answers:
+        assert answer.headers["X-Frame-Options"] == "DENY"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in answers[3].headers["Content-Security-Policy"]
+    assert "default-src 'none'" in answers[0].headers["Content-Security-Policy"]
+
+
+def test_repeated_wrong_tokens_are_slowed_down_per_address(secured):
+    api = secured()
+    for _ in range(6):
+        assert api.get("/jobs", headers=bearer("guess")).status_code == 401
+    slowed = api.get("/jobs", headers=bearer("reader-token"))
+    assert slowed.status_code == 429 and int(slowed.headers["Retry-After"]) >= 1
+    assert "try again" in slowed.get_json()["error"]
+    sign_in = api.post("/ui/sign-in", data={"token": "reader-token"})
+    assert sign_in.status_code == 429 and sign_in.headers["Retry-After"]
+    assert api.get("/status").status_code == 200  # an open route
+    elsewhere = {"REMOTE_ADDR": "10.0.0.9"}
+    assert (
+        api.get("/jobs", headers=bearer("reader-token"), environ_base=elsewhere).status_code == 200
+    )
+
+
+def test_the_throttle_delay_grows_to_a_cap_and_its_memory_is_bounded():
+    now = [1000.0]
+    throttle = Throttle(free=2, cap=60.0, size=3, clock=lambda: now[0])
+    waits = []
+    for _ in range(10):
+        throttle.fail("a")
+        waits.append(throttle.wait("a"))
+    assert waits == [0, 0, 2, 4, 8, 16, 32, 60, 60, 60]
+    now[0] += 61
+    assert throttle.wait("a") == 0
+    now[0] += 60
+    throttle.fail("a")
+    assert throttle.wait("a") == 0  # a quiet spell forgets the count
+    for address in ("b", "c", "d", "e"):
+        throttle.fail(address)
+    assert len(throttle.failures) == 3 and "a" not in throttle.failures
