@@ -181,9 +181,10 @@ def post(calls: int = 5000, batch: int = 100) -> None:
 
     def curl(count: int) -> None:
         lines = tuple(f"{k}: {v}" for k, v in headers.items())
-        client = http.Client(batch)
+        client = http.Client(batch, initial=batch)
+        post = http.Post(url, http.destination(url), b"1", lines)
         for _ in range(count // batch):
-            client.post_all([http.Post(url, b"1", lines)] * batch, timeout=10)
+            client.post_all([post] * batch, timeout=10)
 
     def on_asyncio(session_factory, send):
         async def run(count: int) -> None:

@@ -92,6 +92,20 @@ def dalga_env(settings, **extra: str) -> dict[str, str]:
     return env
 
 
+def source_env(source: str | None) -> dict[str, str]:
+    """Environment that makes child processes run the celery_dalga of another checkout (a
+    `git worktree` of an earlier commit: "before" figures in the same run); {} for this one."""
+    return {"PYTHONPATH": str(Path(source).resolve())} if source else {}
+
+
+def code_of(source: str | None) -> str:
+    """The commit of a checkout (this one when None), for the record."""
+    where = source or str(ROOT)
+    out = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True)
+    dirty = subprocess.run(["git", "-C", where, "diff", "--quiet", "HEAD"]).returncode
+    return out.stdout.decode().strip() + ("+changes" if dirty else "")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -3,6 +3,7 @@
     python bench/e2e.py --jobs 10000 100000 --pools prefork:2 threads:4
     python bench/e2e.py --jobs 10000 --pools prefork:2 --endpoint-delay 0.2
     python bench/e2e.py --quick
+    python bench/e2e.py --jobs 100000 --sources /tmp/before .   # before/after in one run
 
 N one-off jobs fall due at once; one beat dispatches them, `celery worker` processes (two by
 default, each `--pool POOL --concurrency C` as given by POOL:C) POST them to a uvicorn
@@ -34,9 +35,11 @@ from bench.common import (  # noqa: E402
     DALGA_BEAT,
     CpuMeter,
     bench_store,
+    code_of,
     dalga_env,
     free_port,
     record,
+    source_env,
     start,
     start_endpoint,
     stop,
@@ -65,6 +68,7 @@ def run(
     timeout: float,
     app: str,
     history_runs: int = 10,
+    source: str | None = None,
 ) -> dict:
     queue, port = f"e2e-{uuid.uuid4().hex[:8]}", free_port()
     settings, store = bench_store(
@@ -75,7 +79,12 @@ def run(
         history_runs=history_runs,
     )
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
-    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_DELAY=str(delay))
+    env = dalga_env(
+        settings,
+        BENCH_STATS=str(logs / "stats.json"),
+        BENCH_DELAY=str(delay),
+        **source_env(source),
+    )
     procs = [start_endpoint(port, env, logs / "endpoint.log")]
     peak_rss = [0.0] * workers
     try:
@@ -121,6 +130,7 @@ def run(
     lateness = stats["lateness"]
     span = (stats["last"] - stats["first"]) if stats["calls"] > 1 else None
     return {
+        "code": code_of(source),
         "jobs": jobs,
         "pool": pool,
         "workers": workers,
@@ -170,6 +180,13 @@ def main() -> None:
         action="store_true",
         help="workers without kombu's Redis ack emulation (bench/noack_app.py)",
     )
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        default=["."],
+        help="checkouts whose code the processes run, in turn ('.': this one; a git worktree of "
+        "an earlier commit gives before/after figures in one run)",
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 jobs, prefork:2")
     args = parser.parse_args()
     if args.quick:
@@ -179,17 +196,19 @@ def main() -> None:
         for pool in args.pools:
             for runs_per_task in args.runs_per_task:
                 for history_runs in args.history_runs:
-                    figures = run(
-                        jobs,
-                        pool,
-                        args.workers,
-                        runs_per_task,
-                        args.endpoint_delay,
-                        args.timeout,
-                        app,
-                        history_runs,
-                    )
-                    record("e2e", figures)
+                    for source in args.sources:
+                        figures = run(
+                            jobs,
+                            pool,
+                            args.workers,
+                            runs_per_task,
+                            args.endpoint_delay,
+                            args.timeout,
+                            app,
+                            history_runs,
+                            None if source == "." else source,
+                        )
+                        record("e2e", figures)
 
 
 if __name__ == "__main__":

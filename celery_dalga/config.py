@@ -68,12 +68,13 @@ class Settings:
     allowed_exchanges: str = ""  # AMQP exchanges an exchange= job may use (empty: none)
 
     def __post_init__(self) -> None:
-        rounds = -(-self.runs_per_task // max(self.callback_concurrency, 1))
-        if self.lease <= self.callback_timeout * rounds:
+        if self.lease <= self.callback_timeout + 2:
             raise ConfigError(
-                "lease must be longer than callback_timeout (times runs_per_task / "
-                "callback_concurrency, rounded up: a task's POSTs beyond the concurrency wait)"
+                "lease must be more than callback_timeout + 2 seconds (a call starts only "
+                "while its lease outlasts the timeout)"
             )
+        if not 1 <= self.callback_initial_limit <= self.callback_concurrency:
+            raise ConfigError("callback_initial_limit must be between 1 and callback_concurrency")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.runs_per_task < 1 or self.callback_concurrency < 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     multiprocess,
     start_http_server,
@@ -41,7 +42,8 @@ DISPATCH_LATENESS = Histogram(
 )
 CALLBACKS = Counter(
     "dalga_callbacks",
-    "Callbacks made, by outcome (done, retry, gave_up...) and HTTP status (none: no answer)",
+    "Callbacks made, by outcome (done, retry, not_sent, gave_up...) and HTTP status "
+    "(none: no answer)",
     ["outcome", "status"],
 )
 RETRIES = Counter("dalga_retries", "Failed callbacks that will be tried again")
@@ -52,6 +54,18 @@ DELIVERY_LATENESS = Histogram(
     buckets=LATENESS_BUCKETS,
 )
 CALLBACK_SECONDS = Histogram("dalga_callback_seconds", "Duration of one callback")
+DESTINATION_LIMIT = Gauge(
+    "dalga_destination_limit",
+    "Adaptive limit of calls in flight to a destination, summed over the worker's processes",
+    ["destination"],
+    multiprocess_mode="livesum",
+)
+DESTINATION_IN_FLIGHT = Gauge(
+    "dalga_destination_in_flight",
+    "Calls in flight to a destination, summed over the worker's processes",
+    ["destination"],
+    multiprocess_mode="livesum",
+)
 
 
 def claimed(count: int, seconds: float) -> None:
@@ -78,8 +92,15 @@ def delivered(answers: Iterable[tuple[str, int | None, float, float]]) -> None:
         CALLBACK_SECONDS.observe(seconds)
     for (outcome, status), count in kinds.items():
         CALLBACKS.labels(outcome, status).inc(count)
-        if outcome == "retry":
+        if outcome in ("retry", "not_sent"):
             RETRIES.inc(count)
+
+
+def destinations(limits: Mapping[str, Any]) -> None:
+    """The current limit and calls in flight of each destination (celery_dalga.limit)."""
+    for name, limit in limits.items():
+        DESTINATION_LIMIT.labels(name).set(int(limit.limit))
+        DESTINATION_IN_FLIGHT.labels(name).set(limit.in_flight)
 
 
 def stale(count: int) -> None:

@@ -27,6 +27,7 @@ class Outcome(StrEnum):
     DONE = "done"  # delivered; the job has its next run
     DELETED = "deleted"  # delivered; the job is gone (one-off, 204, or no slots left)
     RETRY = "retry"  # not delivered; due again after the retry delay, same instant
+    NOT_SENT = "not_sent"  # never reached the endpoint: due again, not counted as an attempt
     GAVE_UP = "gave_up"  # not delivered, retry_stop_after passed: the job is disabled
     STOPPED = "stopped"  # not delivered, and the job was paused meanwhile: no retry
     ABANDONED = "abandoned"  # not delivered and out of retries: the job goes on to its next run
@@ -51,13 +52,17 @@ class Change:
 @dataclass(frozen=True)
 class Attempt:
     """One POST of a run and its answer: status None when no answer came; `ended` is when
-    the answer came (time.monotonic()), None for "just now"."""
+    the answer came (time.monotonic()), None for "just now". `sent` is False when the call
+    never went out (no connection, or held back by the destination's limit); `wait` the
+    seconds the destination asked for (Retry-After) or has been unreachable."""
 
     run: Run
     status: int | None
     error: str
     duration: float
     ended: float | None = None
+    sent: bool = True
+    wait: float = 0.0
 
     @property
     def delivered(self) -> bool:
@@ -207,9 +212,11 @@ def _afterwards(job: Job, run: Run, nxt: datetime | None, now: datetime) -> dict
 def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
     """Anything but 200/204: due again after the backoff for the row's count of failures
     (so a run that comes back after its lease keeps its place in the backoff), with the same
-    instant; abandoned when the job's retries are used up (it goes on to its next run);
-    disabled once retry_stop_after has passed since the instant; dropped if paused
-    meanwhile."""
+    instant, and no sooner than the destination asked (Retry-After) or, unreachable, as long
+    as it has been; abandoned when the job's retries are used up (it goes on to its next
+    run); disabled once retry_stop_after has passed since the instant; dropped if paused
+    meanwhile. A call that was never sent is not an attempt: it neither moves the backoff
+    nor uses a retry."""
     run = attempt.run
     counts = {
         "error_count": job.error_count + 1,
@@ -223,14 +230,18 @@ def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
     gave_up = {"token": None, "next_run": None, "enabled": False, "triggered_at": None}
     if policy.retry_stop_after and now - run.sched > stop_after:
         return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
-    if policy.retries is not None and job.attempts >= policy.retries:
+    out_of_retries = policy.retries is not None and job.attempts >= policy.retries
+    if attempt.sent and out_of_retries:
         nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
         if nxt is None and not run.manual:
             return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
         return Change(Outcome.ABANDONED, {**_afterwards(job, run, nxt, now), **counts})
-    delay = timedelta(seconds=policy.retry_delay(job.attempts))
-    values = {"token": RETRY_WAIT, "next_run": now + delay, "attempts": job.attempts + 1}
-    return Change(Outcome.RETRY, {**values, **counts})
+    wait = min(attempt.wait, policy.retry_max_interval)
+    delay = timedelta(seconds=max(wait, policy.retry_delay(job.attempts)))
+    values = {"token": RETRY_WAIT, "next_run": now + delay}
+    if not attempt.sent:
+        return Change(Outcome.NOT_SENT, {**values, **counts})
+    return Change(Outcome.RETRY, {**values, "attempts": job.attempts + 1, **counts})
 
 
 def record(

@@ -4,6 +4,7 @@ record the outcomes. `http_callback` carries one run, `http_callbacks` many (mes
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
 
-LEASE_SPARE = 5.0  # seconds of lease left over after the POSTs that take the whole timeout
+LEASE_SPARE = 1.0  # seconds of lease left over after a call that takes the whole timeout
 
 
 def callback_url(base_url: str, path: str) -> str:
@@ -56,6 +57,7 @@ def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
     process) and Idempotency-Key."""
     return http.Post(
         callback_url(settings.base_url, run.path),
+        http.destination(settings.base_url),
         run.body.encode(),
         (
             "Content-Type: text/plain; charset=utf-8",
@@ -67,12 +69,15 @@ def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
 
 
 def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcome]:
-    """Deliver runs: drop those whose rows no longer carry their tokens (one read); make the
-    others' calls at once (POST, or publish to an AMQP exchange, or call a Celery task of
-    `app`); and settle all the answers in one transaction."""
+    """Deliver runs: drop those whose rows no longer carry their tokens (one read, which
+    renews a lease that has less than `keep` seconds left); make the others' calls at once
+    (POST, or publish to an AMQP exchange, or call a Celery task of `app`), each started only
+    while its lease still outlasts the call's timeout; and settle all the answers in one
+    transaction."""
     store = store_for(settings)
-    rounds = -(-len(runs) // settings.callback_concurrency)  # POSTs waiting for a free slot
-    ours = store.fence(runs, keep=settings.callback_timeout * rounds + LEASE_SPARE)
+    keep = max(settings.lease / 2, min(settings.lease, settings.callback_timeout + 5))
+    ours = store.fence(runs, keep=keep)
+    start_by = time.monotonic() + keep - settings.callback_timeout - LEASE_SPARE
     held = {run.job_id for run in ours}
     for run in runs:
         if run.job_id not in held:
@@ -83,12 +88,10 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
     for kind, call in (("http", post), ("amqp", publish), ("task", call_tasks)):
         group = [run for run in ours if _kind(run, settings) == kind]
         if group:
-            answers.update(zip(group, call(settings, group, me, app), strict=True))
+            answers.update(zip(group, call(settings, group, me, app, start_by), strict=True))
     attempts = [
-        Attempt(
-            run, answers[run].status, answers[run].error, answers[run].seconds, answers[run].ended
-        )
-        for run in ours
+        Attempt(run, a.status, a.error, a.seconds, a.ended, a.sent, a.wait)
+        for run, a in ((run, answers[run]) for run in ours)
     ]
     outcomes = store.settle(attempts, me)
     for attempt, outcome in zip(attempts, outcomes, strict=True):
@@ -112,20 +115,25 @@ def _kind(run: Run, settings: Settings) -> str:
     return "amqp" if run.exchange or settings.publish_exchange else "http"
 
 
-def post(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
-    """POST the runs concurrently (celery_dalga.http)."""
-    client = http.client(settings.callback_concurrency)
+def post(
+    settings: Settings, runs: list[Run], instance_id: int, app: Any, start_by: float = math.inf
+) -> list[http.Answer]:
+    """POST the runs concurrently, within their destination's adaptive limit (http.py); a
+    POST not started by `start_by` is not sent."""
+    client = http.client(settings.callback_concurrency, settings.callback_initial_limit)
     posts, refused = [], {}
     for i, run in enumerate(runs):
         try:
             posts.append(callback_post(settings, run, instance_id))
         except ValueError as exc:  # a row older than PUT's checks
             refused[i] = http.Answer(None, str(exc), 0.0, time.monotonic())
-    answers = iter(client.post_all(posts, settings.callback_timeout))
+    answers = iter(client.post_all(posts, settings.callback_timeout, start_by))
     return [refused[i] if i in refused else next(answers) for i in range(len(runs))]
 
 
-def publish(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> list[http.Answer]:
+def publish(
+    settings: Settings, runs: list[Run], instance_id: int, app: Any, start_by: float = math.inf
+) -> list[http.Answer]:
     """Publish runs to their AMQP exchanges (celery_dalga.publishing)."""
     url = publishing.publish_url(settings)
     if not url:
@@ -137,7 +145,7 @@ def publish(settings: Settings, runs: list[Run], instance_id: int, app: Any) -> 
 
 
 def call_tasks(
-    settings: Settings, runs: list[Run], instance_id: int, app: Any
+    settings: Settings, runs: list[Run], instance_id: int, app: Any, start_by: float = math.inf
 ) -> list[http.Answer]:
     """Call each run's Celery task with its body, in this process (so the one-in-flight,
     retry and lease rules hold as for POSTs), at most callback_concurrency at once. A task

@@ -45,9 +45,11 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path):
         load_settings(str(tmp_path / "missing.ini"), env={})
     with pytest.raises(ConfigError, match="lease"):
         Settings(lease=5, callback_timeout=10)
-    with pytest.raises(ConfigError, match="lease"):  # 200 runs, 100 at a time: two timeouts
-        Settings(lease=20, callback_timeout=10, runs_per_task=200, callback_concurrency=100)
-    assert Settings(lease=21, callback_timeout=10, runs_per_task=200).lease == 21
+    with pytest.raises(ConfigError, match="lease"):  # no room to start a call
+        Settings(lease=12, callback_timeout=10)
+    assert Settings(lease=13, callback_timeout=10, runs_per_task=200).lease == 13
+    with pytest.raises(ConfigError, match="callback_initial_limit"):
+        Settings(callback_initial_limit=101)
     for name in ("runs_per_task", "callback_concurrency"):
         with pytest.raises(ConfigError, match=name):
             Settings(**{name: 0})

@@ -23,6 +23,7 @@ class Server:
     url: str = ""
     delay: float = 0.0
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, bytes, dict]] = field(default_factory=list)
     peers: set = field(default_factory=set)
     in_flight: int = 0
@@ -46,6 +47,8 @@ def serve(server: Server, wrap_socket=None) -> ThreadingHTTPServer:
                 server.in_flight -= 1
             try:
                 self.send_response(server.status)
+                for name, value in server.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -78,27 +81,80 @@ def server() -> Iterator[Server]:
 
 
 def posts(url: str, count: int, body: bytes = b"x") -> list[http.Post]:
-    return [http.Post(f"{url}/cb/{i}", body, ("Content-Type: text/plain",)) for i in range(count)]
+    where = http.destination(url)
+    return [
+        http.Post(f"{url}/cb/{i}", where, body, ("Content-Type: text/plain",)) for i in range(count)
+    ]
 
 
 def test_a_batch_is_posted_concurrently_and_answered_in_order(server):
     server.delay = 0.3
-    answers = http.Client(100).post_all(posts(server.url, 40), timeout=10)
+    answers = http.Client(100, initial=100).post_all(posts(server.url, 40), timeout=10)
     assert [a.status for a in answers] == [200] * 40
     assert server.most_in_flight == 40
     assert sorted(p for p, _, _ in server.requests) == sorted(f"/cb/{i}" for i in range(40))
     assert all(a.seconds >= 0.3 for a in answers)
 
 
-def test_at_most_max_in_flight_at_a_time(server):
+def test_at_most_the_cap_at_a_time(server):
     server.delay = 0.05
-    answers = http.Client(5).post_all(posts(server.url, 30), timeout=10)
+    answers = http.Client(5, initial=5).post_all(posts(server.url, 30), timeout=10)
     assert [a.status for a in answers] == [200] * 30
     assert server.most_in_flight == 5
 
 
+def test_the_limit_starts_low_and_grows_while_answers_stay_fast(server):
+    server.delay = 0.05
+    client = http.Client(100, initial=2)
+    answers = client.post_all(posts(server.url, 60), timeout=10)
+    assert [a.status for a in answers] == [200] * 60
+    limit = client.limit(http.destination(server.url))
+    assert 2 < server.most_in_flight <= 60 and limit.limit > 8
+    assert limit.in_flight == 0
+
+
+def test_each_destination_has_its_own_limit(server):
+    other = Server()
+    httpd = serve(other)
+    try:
+        server.status = 503
+        client = http.Client(100, initial=8)
+        client.post_all([*posts(server.url, 8), *posts(other.url, 8)], timeout=10)
+        assert client.limit(http.destination(server.url)).limit == 4
+        assert client.limit(http.destination(other.url)).limit > 8
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_retry_after_holds_back_the_rest_of_the_batch(server):
+    server.status, server.headers = 429, {"Retry-After": "30"}
+    answers = http.Client(100, initial=1).post_all(posts(server.url, 5), timeout=10)
+    first, *rest = answers
+    assert (first.status, first.sent, first.wait) == (429, True, 30.0)
+    assert len(server.requests) == 1
+    assert all(a.status is None and not a.sent and 29 < a.wait <= 30 for a in rest)
+    assert all("Retry-After" in a.error for a in rest)
+
+
+def test_posts_without_room_by_the_deadline_are_not_sent(server):
+    server.delay = 0.5
+    start_by = time.monotonic() + 0.2
+    answers = http.Client(1, initial=1).post_all(posts(server.url, 4), 10, start_by)
+    assert [a.status for a in answers] == [200, None, None, None]
+    assert len(server.requests) == 1
+    assert not any(a.sent for a in answers[1:]) and "no room" in answers[1].error
+
+
+def test_a_refused_connection_was_not_sent_a_timeout_was(server):
+    server.delay = 2.0
+    closed = f"http://127.0.0.1:{free_port()}"
+    slow, refused = http.Client().post_all([*posts(server.url, 1), *posts(closed, 1)], timeout=0.5)
+    assert slow.sent and not refused.sent
+
+
 def test_connections_are_kept_alive_from_batch_to_batch(server):
-    client = http.Client(10)
+    client = http.Client(10, initial=10)
     for _ in range(5):
         assert {a.status for a in client.post_all(posts(server.url, 10), timeout=10)} == {200}
     assert len(server.requests) == 50
@@ -125,7 +181,14 @@ def test_a_slow_answer_times_out_and_a_closed_port_is_refused(server):
 def test_bodies_and_headers_arrive_byte_for_byte(server):
     body = 'é "\\\n😀 \x00 end'.encode() + bytes(range(256))
     (answer,) = http.Client().post_all(
-        [http.Post(f"{server.url}/a/b%2Fc?x=1", body, ("Dalga-Sched: 2026-01-01T00:00:00Z",))],
+        [
+            http.Post(
+                f"{server.url}/a/b%2Fc?x=1",
+                http.destination(server.url),
+                body,
+                ("Dalga-Sched: 2026-01-01T00:00:00Z",),
+            )
+        ],
         timeout=10,
     )
     assert answer.status == 200
@@ -180,12 +243,12 @@ def test_https_with_the_ca_named_in_the_environment(tmp_path, monkeypatch):
 
 
 def test_each_thread_has_its_own_client():
-    mine = http.client(10)
-    assert http.client(10) is mine
+    mine = http.client(10, 4)
+    assert http.client(10, 4) is mine
     theirs = []
-    thread = threading.Thread(target=lambda: theirs.append(http.client(10)))
+    thread = threading.Thread(target=lambda: theirs.append(http.client(10, 4)))
     thread.start()
     thread.join()
     assert theirs[0] is not mine
     http.forget_clients()
-    assert http.client(10) is not mine
+    assert http.client(10, 4) is not mine

@@ -270,6 +270,33 @@ def test_a_failure_waits_the_backoff_for_the_rows_count_of_failures(status):
         assert "next_sched" not in change.values
 
 
+def test_a_call_never_sent_waits_the_backoff_without_counting_an_attempt():
+    j = job(attempts=3, retries=3)
+    refused = Attempt(run_of(j), None, "curl error 7: refused (not sent)", 0.0, sent=False)
+    change = on_answer(j, refused, NOW, POLICY)
+    assert change.outcome is Outcome.NOT_SENT  # not abandoned: no attempt reached the endpoint
+    assert change.values["token"] == RETRY_WAIT
+    assert change.values["next_run"] == NOW + timedelta(seconds=8)
+    assert "attempts" not in change.values
+    assert change.values["error_count"] == 3 and "not sent" in change.values["last_error"]
+    down = replace(refused, wait=100.0)  # unreachable for 100 s: wait as long again
+    assert on_answer(j, down, NOW, POLICY).values["next_run"] == NOW + timedelta(seconds=100)
+    late = NOW + timedelta(seconds=61)
+    assert on_answer(j, refused, late, Policy(retry_stop_after=60)).outcome is Outcome.GAVE_UP
+
+
+def test_retry_after_delays_the_retry_up_to_the_longest_backoff():
+    j = job(attempts=1)
+    busy = Attempt(run_of(j), 429, "HTTP 429", 0.01, wait=30.0)
+    change = on_answer(j, busy, NOW, POLICY)
+    assert change.outcome is Outcome.RETRY and change.values["attempts"] == 2
+    assert change.values["next_run"] == NOW + timedelta(seconds=30)
+    forever = replace(busy, wait=10**9)
+    assert on_answer(j, forever, NOW, POLICY).values["next_run"] == NOW + timedelta(seconds=600)
+    soon = replace(busy, wait=0.5)  # shorter than the backoff: the backoff holds
+    assert on_answer(j, soon, NOW, POLICY).values["next_run"] == NOW + timedelta(seconds=2)
+
+
 def test_the_backoff_follows_the_policy_and_jitter_stays_under_it():
     policy = Policy(retry_interval=3, retry_multiplier=3, retry_max_interval=50)
     assert [policy.retry_delay(n) for n in range(5)] == [3, 9, 27, 50, 50]
@@ -367,13 +394,15 @@ jobs = st.builds(
     now=instants,
     manual=st.booleans(),
     stop_after=st.sampled_from([0, 60]),
+    sent=st.booleans(),
 )
-def test_every_answer_keeps_the_protocols_invariants(j, status, now, manual, stop_after):
+def test_every_answer_keeps_the_protocols_invariants(j, status, now, manual, stop_after, sent):
     if manual and j.triggered_at is None or not manual and j.next_sched is None:
         return
     run = run_of(j, manual=manual)
     policy = Policy(retry_stop_after=stop_after)
-    change = on_answer(j, Attempt(run, status, "e", 0.1), now, policy)
+    sent = sent or status is not None
+    change = on_answer(j, Attempt(run, status, "e", 0.1, sent=sent), now, policy)
     if j.token != TOKEN:
         assert change == Change(Outcome.STALE)
         return
@@ -387,6 +416,9 @@ def test_every_answer_keeps_the_protocols_invariants(j, status, now, manual, sto
         assert values["success_count"] == j.success_count + 1
     elif change.outcome is Outcome.RETRY:
         assert values["token"] == RETRY_WAIT and values["attempts"] == j.attempts + 1
+        assert now < values["next_run"] <= now + timedelta(seconds=600)
+    elif change.outcome is Outcome.NOT_SENT:
+        assert not sent and values["token"] == RETRY_WAIT and "attempts" not in values
         assert now < values["next_run"] <= now + timedelta(seconds=600)
     else:
         assert change.outcome in (Outcome.GAVE_UP, Outcome.STOPPED)

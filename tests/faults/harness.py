@@ -42,9 +42,13 @@ class Attempt:
 class Endpoint:
     """A callback endpoint on 127.0.0.1 (HTTP/1.1, kept alive) recording every attempt. It can
     sleep, answer 503, follow a plan of (status, sleep) answers per (path, body), or go down
-    entirely (connections refused) and come back on the same port."""
+    entirely (connections refused) and come back on the same port. `small`: Python's
+    ThreadingHTTPServer as it comes (listen backlog 5, HTTP/1.0, a connection per request), as
+    many small apps are; `slots`: at most that many requests served at a time (the rest wait)."""
 
-    def __init__(self) -> None:
+    def __init__(self, small: bool = False, slots: int = 0) -> None:
+        self.small = small
+        self.slots = threading.BoundedSemaphore(slots) if slots else None
         self.attempts: list[Attempt] = []
         self.lock = threading.Lock()
         self.sleep = 0.0
@@ -64,9 +68,16 @@ class Endpoint:
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            protocol_version = "HTTP/1.0" if endpoint.small else "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802
+                if endpoint.slots:
+                    with endpoint.slots:
+                        self.answer()
+                else:
+                    self.answer()
+
+            def answer(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 job = (self.path, body)
                 with endpoint.lock:
@@ -102,7 +113,7 @@ class Endpoint:
     def up(self) -> None:
         class Server(ThreadingHTTPServer):
             daemon_threads = True
-            request_queue_size = 128
+            request_queue_size = 5 if self.small else 128
 
         self.server = Server(("127.0.0.1", self.port), self._handler())
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -126,6 +137,7 @@ class Cluster:
     tmp: Path
     settings: Settings
     broker_url: str
+    pool: tuple[str, str] = ("threads", "16")  # the workers' --pool and --concurrency
     procs: dict[str, object] = field(default_factory=dict)
     history: list[tuple[float, str]] = field(default_factory=list)
 
@@ -144,9 +156,9 @@ class Cluster:
             args = celery(
                 "worker",
                 "--pool",
-                "threads",
+                self.pool[0],
                 "--concurrency",
-                "16",
+                self.pool[1],
                 "-n",
                 f"{name}-{uuid.uuid4().hex[:6]}@%h",
                 "--without-gossip",
@@ -185,6 +197,12 @@ class Cluster:
             for runs, tasks in BATCHED.findall(log.read_text(errors="replace"))
         ]
         return max(ratios, default=0.0)
+
+    def log_count(self, prefix: str, text: str) -> int:
+        """How many times `text` stands in the logs of the processes named prefix*."""
+        return sum(
+            log.read_text(errors="replace").count(text) for log in self.tmp.glob(prefix + "*.log")
+        )
 
     def tracebacks(self) -> list[str]:
         """Tracebacks in any process log (a fault handled by design leaves none)."""
@@ -232,6 +250,14 @@ def load_workload(
     return Workload(
         {str(i) for i in range(one_offs)}, {str(i) for i in range(intervals)}, start, end
     )
+
+
+def load_burst(store: Store, count: int, lead: float) -> Workload:
+    """`count` one-off jobs all due at one instant, `lead` seconds from now."""
+    at = store.now() + timedelta(seconds=lead)
+    first = {"one-off": "true", "first-run": at.isoformat()}
+    store.put_many([parse_spec("once", str(i), first) for i in range(count)])
+    return Workload({str(i) for i in range(count)}, set(), at, at)
 
 
 def wait_until(when: datetime, store: Store) -> None:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from itertools import pairwise
 
 import pytest
-from harness import Cluster, Endpoint, figures, load_workload, random_kills, settle
+from harness import Cluster, Endpoint, figures, load_burst, load_workload, random_kills, settle
 from processes import free_port, wait_port
 
 SECONDS = float(os.environ.get("DALGA_FAULT_SECONDS", "60"))
@@ -410,3 +410,67 @@ def test_9_batches_mixing_200_204_500_and_timeouts(make_cluster, endpoint):
         assert cluster.store.get("every", body) is None
     assert cluster.store.status()["total_jobs"] == len(work.intervals)
     assert not cluster.tracebacks()
+
+
+def burst(cluster: Cluster, endpoint: Endpoint, count: int, beats: int, workers: int, name: str):
+    """`count` one-off jobs due at one instant, delivered by prefork workers (-c 8); the figures,
+    with the callbacks that timed out or were held back (not sent) by the adaptive limit."""
+    cluster.pool = ("prefork", "8")
+    work = load_burst(cluster.store, count, lead=20)
+    for i in range(workers):
+        cluster.start(f"worker{i}")
+    for i in range(beats):
+        cluster.start(f"beat{i}")
+    settle(cluster, endpoint, work, timeout=120)
+    return figures(
+        name,
+        cluster,
+        endpoint,
+        work,
+        cluster.settings.lease,
+        timeouts=cluster.log_count("worker", "curl error 28"),
+        not_sent=cluster.log_count("worker", "outcome=not_sent"),
+        attempts=len(endpoint.attempts),
+    )
+
+
+@pytest.fixture
+def small_endpoint():
+    recorder = Endpoint(small=True)
+    yield recorder
+    recorder.down()
+
+
+def test_10_a_burst_at_a_small_endpoint_is_delivered_once(make_cluster, small_endpoint):
+    """A smaller burst than scenario 10's full one, in CI: one beat less, one worker less."""
+    cluster = make_cluster(base_url=small_endpoint.base_url, callback_timeout=10.0, lease=60.0)
+    result = burst(cluster, small_endpoint, 600, beats=2, workers=1, name="10 burst (CI size)")
+    assert result.lost == 0
+    assert result.duplicated == 0 and result.extra["timeouts"] == 0
+    assert not cluster.tracebacks()
+
+
+@pytest.mark.fault
+def test_10_full_1500_jobs_three_beats_two_prefork_workers(make_cluster, small_endpoint):
+    """The burst of issue 15: 1,500 one-offs at one instant, three beats, two prefork workers
+    -c 8, Python's ThreadingHTTPServer with its default backlog of 5."""
+    cluster = make_cluster(base_url=small_endpoint.base_url, callback_timeout=10.0, lease=60.0)
+    result = burst(cluster, small_endpoint, 1500, beats=3, workers=2, name="10 burst")
+    assert result.lost == 0
+    assert result.duplicated == 0 and result.extra["timeouts"] == 0
+    assert result.max_lateness < 10
+
+
+@pytest.mark.fault
+def test_11_ten_thousand_due_at_an_endpoint_of_20_slots(make_cluster):
+    """10,000 one-offs at one instant, an endpoint that serves 20 at a time in 50 ms: no
+    timeouts, and drained within 1.5x the 25 s the endpoint needs at best."""
+    endpoint = Endpoint(slots=20)
+    endpoint.sleep = 0.05
+    try:
+        cluster = make_cluster(base_url=endpoint.base_url, callback_timeout=10.0, lease=60.0)
+        result = burst(cluster, endpoint, 10_000, beats=3, workers=2, name="11 20 slots")
+    finally:
+        endpoint.down()
+    assert result.lost == 0 and result.extra["timeouts"] == 0
+    assert result.max_lateness <= 1.5 * 10_000 * 0.05 / 20
