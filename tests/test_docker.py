@@ -64,3 +64,37 @@ def test_hadolint_is_clean():
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     done = subprocess.run([hadolint, "docker/Dockerfile"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def env_example() -> dict[str, str]:
+    lines = (ROOT / "docker" / "dalga.env.example").read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line.strip() and not line.startswith("#")]
+    return {name: value for name, value in pairs}
+
+
+def test_compose_publishes_the_api_and_flower_on_localhost_only():
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to every address"
+    assert compose()["services"]["web"]["ports"] == ["127.0.0.1:34006:34006"]
+
+
+def test_compose_takes_tokens_and_flower_auth_from_an_env_file():
+    services = compose()["services"]
+    for name in ("web", "flower", "worker", "beat1"):
+        files = [f["path"] if isinstance(f, dict) else f for f in services[name]["env_file"]]
+        assert files == ["docker/dalga.env"], name
+        assert "DALGA_API_TOKENS" not in services[name].get("environment", {})
+    assert "dalga.env" in (ROOT / "docker" / ".gitignore").read_text().split()  # no secrets in git
+
+
+def test_the_env_example_sets_tokens_a_session_secret_and_flower_auth():
+    from celery_dalga.config import load_settings
+    from webapi.auth import parse_tokens
+
+    env = env_example()
+    assert set(parse_tokens(env["DALGA_API_TOKENS"]).values()) == {"read", "write"}
+    user, _, password = env["FLOWER_BASIC_AUTH"].partition(":")
+    assert user and password
+    settings = load_settings(env={k: v for k, v in env.items() if k.startswith("DALGA_")})
+    assert settings.session_secret and "web" in settings.allowed_hosts
