@@ -127,6 +127,7 @@ class Endpoint:
     calls: list[Call] = field(default_factory=list)
     script: dict[str, list[int]] = field(default_factory=dict)
     delays: dict[str, list[float]] = field(default_factory=dict)
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     max_in_flight: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,6 +180,8 @@ def endpoint() -> Iterator[Endpoint]:
                 recorder.in_flight[path] -= 1
             try:
                 self.send_response(status)
+                for name, value in recorder.headers.get(path, {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             except OSError:
@@ -228,7 +231,8 @@ def make_stack(mariadb_url, redis_url, endpoint):
 
     def make(broker: str = redis_url, beat: bool = True, **extra) -> Stack:
         queue = f"dalga-test-{uuid.uuid4().hex[:8]}"
-        settings = settings_on(mariadb_url, unique_table(), endpoint.base_url, queue=queue, **extra)
+        extra.setdefault("base_url", endpoint.base_url)
+        settings = settings_on(mariadb_url, unique_table(), queue=queue, **extra)
         app = Celery(
             "dalga-test", broker=broker, include=["celery_dalga.tasks"], set_as_current=False
         )

@@ -56,6 +56,29 @@ def test_slow_endpoint_hitting_the_timeout_is_retried(make_stack):
     _wait(lambda: stack.store.get("slow", "1") is None)
 
 
+def test_429_with_retry_after_is_retried_no_sooner_than_asked(make_stack):
+    stack = make_stack(retry_interval=0.2)
+    stack.endpoint.script["busy"] = [429, 200]
+    stack.endpoint.headers["busy"] = {"Retry-After": "2"}
+    stack.api.put("/jobs/busy/1?one-off=true&immediate=true")
+    first, second = stack.endpoint.wait_for("busy", 2, timeout=20)
+    assert second.at - first.at >= 2.0 and first.sched == second.sched
+    _wait(lambda: stack.store.get("busy", "1") is None)
+
+
+def test_a_refused_call_is_not_sent_and_uses_no_retry(make_stack):
+    from processes import free_port
+
+    stack = make_stack(base_url=f"http://127.0.0.1:{free_port()}/", retry_interval=0.2)
+    assert stack.api.put("/jobs/down/1?interval=60&immediate=true&retries=0").status_code == 201
+    _wait(lambda: stack.store.get("down", "1").error_count >= 3)
+    job = stack.store.get("down", "1")
+    assert job.attempts == 0 and job.enabled and job.next_sched is not None
+    assert "not sent" in job.last_error
+    runs = stack.api.get("/jobs/down/1/runs").get_json()["runs"]
+    assert {r["outcome"] for r in runs} == {"not_sent"} and len(runs) >= 3
+
+
 def test_retry_stop_after_disables_the_job_and_keeps_the_error(make_stack):
     stack = make_stack(retry_interval=0.2, retry_stop_after=1.5)
     stack.endpoint.script["broken"] = [503] * 100
