@@ -99,7 +99,7 @@ def create_app(
     store = client.store = store or client.store
     instance = instance or instance_for(settings, "web")
     guard = auth.Guard(settings)
-    guard.install(app, settings.trusted_proxies)
+    guard.install(app)
 
     @app.before_request
     def one_value_each() -> None:

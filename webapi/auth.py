@@ -128,17 +128,19 @@ class Guard:
         self.tokens = parse_tokens(settings.api_tokens)
         self.open = [route.strip() for route in settings.api_open.split(",") if route.strip()]
         self.hosts = allowed_hosts(settings)
+        self.proxies = settings.trusted_proxies
         self.limit = body_limit(settings.max_body)
         self.secret = settings.session_secret or secrets.token_hex(32)
         self.throttle = Throttle()
         self.revoked: dict[str, float] = {}  # nonce of a signed-out session: when it was issued
         self.lock = threading.Lock()
 
-    def install(self, app: Flask, trusted_proxies: int) -> None:
+    def install(self, app: Flask) -> None:
         """Check app's every request, and add the security headers to its every answer."""
-        if trusted_proxies > 0:
-            n = trusted_proxies
-            app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+        if self.proxies > 0:
+            n = self.proxies
+            fixed = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+            app.wsgi_app = fixed  # type: ignore[method-assign]
         app.secret_key = self.secret
         app.session_interface = SessionInterface()
         app.config.update(

@@ -152,6 +152,8 @@ def register_ui(app: Flask, client: Client, instance: Instance, guard: Guard) ->
     @ui.route("/sign-in", methods=["GET", "POST"])
     def sign_in():
         """The sign-in form: a valid token starts a session recording its scope."""
+        if not guard.tokens:
+            return redirect(url_for("ui.jobs"))  # nothing to sign in to
         target = request.values.get("next", "")
         if not target.startswith("/ui") or target.startswith("/ui//"):
             target = url_for("ui.jobs")
