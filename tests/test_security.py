@@ -609,6 +609,10 @@ def test_the_throttle_delay_grows_to_a_cap_and_its_memory_is_bounded():
         throttle.fail("a")
         waits.append(throttle.wait("a"))
     assert waits == [0, 0, 2, 4, 8, 16, 32, 60, 60, 60]
+    for _ in range(2000):  # an address that keeps at it for days: still the cap
+        now[0] += 60
+        throttle.fail("a")
+    assert throttle.wait("a") == 60
     now[0] += 61
     assert throttle.wait("a") == 0
     now[0] += 60

@@ -108,7 +108,7 @@ class Throttle:
         with self.lock:
             count, until = self.failures.pop(address, (0, now))
             count = 1 if now - until > self.cap else count + 1
-            delay = min(self.cap, 2.0 ** (count - self.free)) if count > self.free else 0.0
+            delay = min(self.cap, 2.0 ** min(count - self.free, 32)) if count > self.free else 0.0
             self.failures[address] = (count, now + delay)
             while len(self.failures) > self.size:
                 self.failures.popitem(last=False)
