@@ -1,4 +1,5 @@
-"""Bulk import: jobs from JSON lines or CSV, checked like PUT and written in batches."""
+"""Bulk import: jobs from JSON lines or CSV, checked as PUT checks them (Client.spec, and the
+store's parent checks) and written in batches."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from itertools import islice
 from typing import IO
 
 from tqdm import tqdm
 
-from celery_dalga.spec import InvalidParameter, JobSpec, parse_spec
-from celery_dalga.store import Store
+from celery_dalga.client import Client
+from celery_dalga.config import Settings, load_settings
+from celery_dalga.jobs import job_key
+from celery_dalga.spec import InvalidParameter, JobSpec
+from celery_dalga.store import JobRefused, Store
 
 
 class BadRecord(ValueError):
@@ -41,18 +46,21 @@ def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
         )
 
 
-def specs(rows: Iterable[tuple[int, dict[str, str]]], max_body: int) -> Iterator[JobSpec]:
-    """Check every record as PUT would; a bad one stops the import, naming its line."""
+def specs(
+    rows: Iterable[tuple[int, dict[str, str]]], client: Client
+) -> Iterator[tuple[int, JobSpec]]:
+    """(line number, spec): every record checked as PUT checks it; a bad one stops the
+    import, naming its line."""
     for number, row in rows:
         params = dict(row)
         path, body = params.pop("path", ""), params.pop("body", "")
         try:
-            yield parse_spec(path, body, params, max_body)
+            yield number, client.spec(path, body, params)
         except InvalidParameter as exc:
             raise BadRecord(f"line {number}: {exc}") from None
 
 
-def chunks(items: Iterable[JobSpec], size: int) -> Iterator[list[JobSpec]]:
+def chunks(items: Iterable[tuple[int, JobSpec]], size: int) -> Iterator[list[tuple[int, JobSpec]]]:
     """Consecutive lists of `size` items (the last may be shorter)."""
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -60,33 +68,49 @@ def chunks(items: Iterable[JobSpec], size: int) -> Iterator[list[JobSpec]]:
 
 
 def import_jobs(
-    store: Store, stream: IO[str], fmt: str, max_body: int, batch: int = 5000, progress: bool = True
+    store: Store,
+    stream: IO[str],
+    fmt: str,
+    max_body: int,
+    batch: int = 5000,
+    progress: bool = True,
+    settings: Settings | None = None,
 ) -> int:
     """Write the stream's jobs in transactions of `batch`; returns how many were written.
 
+    Jobs are checked by the rules of settings (by default the store's, else the
+    environment's), as PUT checks them; a dependent job's parent must come on an earlier
+    line (or be in the table), and an if-absent job that exists is left as it is.
     While the database writes one batch (in a writer thread), the next is read and checked.
     Batches before a bad line stay written; every job is whole (never half-written), and
     importing the same file again reschedules the same jobs rather than adding new ones.
     """
+    rules = settings or store.settings or load_settings()
+    client = Client(replace(rules, max_body=max_body), store=store)
     written = 0
     with (
         tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar,
         ThreadPoolExecutor(1, thread_name_prefix="dalga-import") as writer,
     ):
-        in_flight: Future[int] | None = None
+        in_flight: tuple[Future[int], list[tuple[int, JobSpec]]] | None = None
         try:
-            for chunk in chunks(specs(records(stream, fmt), max_body), batch):
+            for chunk in chunks(specs(records(stream, fmt), client), batch):
                 if in_flight is not None:
-                    written += _settled(in_flight, bar)
-                in_flight = writer.submit(store.put_many, chunk)
+                    written += _settled(*in_flight, bar)
+                in_flight = writer.submit(store.put_many, [s for _, s in chunk]), chunk
         finally:
             if in_flight is not None:
-                written += _settled(in_flight, bar)
+                written += _settled(*in_flight, bar)
     return written
 
 
-def _settled(batch: Future[int], bar: tqdm) -> int:
-    """Wait for a batch's write and count it on the progress bar."""
-    count = batch.result()
+def _settled(batch: Future[int], chunk: list[tuple[int, JobSpec]], bar: tqdm) -> int:
+    """Wait for a batch's write and count it on the progress bar; a job the store refused
+    is a BadRecord naming its line."""
+    try:
+        count = batch.result()
+    except JobRefused as exc:
+        line = next(n for n, s in chunk if job_key(s.path, s.body) == exc.key)
+        raise BadRecord(f"line {line}: {exc}") from None
     bar.update(count)
     return count

@@ -15,15 +15,23 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import isodate
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 UTC_ZONE = ZoneInfo("UTC")
 MAX_DURATION = timedelta(days=366 * 100)
-REPEAT = re.compile(r"^R(\d*)/([^/]+)/([^/]+)$")
+MAX_DURATION_TEXT = 64  # the interval column's width
+MAX_CRON_TEXT = 255  # the cron column's width
+REPEAT = re.compile(r"^R(\d{0,10})/([^/]+)/([^/]+)$")
+SHOWN = 100  # characters of a bad value an error message repeats
 
 
 class ScheduleError(ValueError):
     """A schedule string that cannot be understood."""
+
+
+def shown(text: str) -> str:
+    """A value as an error message quotes it: its first SHOWN characters."""
+    return repr(text[:SHOWN]) + ("..." if len(text) > SHOWN else "")
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,11 @@ class Duration:
         """Length used for bounds checks only (a month counted as 31 days)."""
         return timedelta(days=self.years * 366 + self.months * 31 + self.days) + self.elapsed
 
+    def average(self) -> timedelta:
+        """Mean length (a Gregorian year, a twelfth of it a month), to estimate slot counts."""
+        days = self.years * 365.2425 + self.months * 365.2425 / 12 + self.days
+        return timedelta(days=days) + self.elapsed
+
     def whole_seconds(self) -> int | None:
         """The duration in seconds when it has no calendar part and is whole, else None."""
         if self.is_calendar or self.elapsed.microseconds:
@@ -57,6 +70,8 @@ class Duration:
 def parse_duration(text: str) -> Duration:
     """Integer seconds ("300") or an ISO 8601 duration ("PT5M", "P1M", "P2W"); must be > 0."""
     text = text.strip()
+    if len(text) > MAX_DURATION_TEXT:
+        raise ScheduleError(f"{shown(text)} is longer than {MAX_DURATION_TEXT} characters")
     if text.isdigit():
         if len(text) > 10:
             raise ScheduleError(f"{text!r} is longer than 100 years")
@@ -94,7 +109,7 @@ def parse_location(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ScheduleError(f"{name!r} is not an IANA time zone") from None
+        raise ScheduleError(f"{shown(name)} is not an IANA time zone") from None
 
 
 QUARTZ_WEEKDAY = re.compile(r"(?<![/#\d])([1-7])(?!\d)")
@@ -114,10 +129,17 @@ def croniter_form(expr: str) -> tuple[str, bool]:
 
 
 def parse_cron(expr: str) -> str:
-    """A cron expression: five fields (classic), or six or seven with seconds first (Quartz)."""
+    """A cron expression: five fields (classic), or six or seven with seconds first (Quartz),
+    that matches some instant (not `0 0 30 2 *`)."""
+    if len(expr) > MAX_CRON_TEXT:
+        raise ScheduleError(f"{shown(expr)} is longer than {MAX_CRON_TEXT} characters")
     form, seconds_first = croniter_form(expr)
     if not croniter.is_valid(form, second_at_beginning=seconds_first):
-        raise ScheduleError(f"{expr!r} is not a cron expression")
+        raise ScheduleError(f"{shown(expr)} is not a cron expression")
+    try:
+        croniter(form, datetime(2000, 1, 1), second_at_beginning=seconds_first).get_next(datetime)
+    except CroniterBadDateError:
+        raise ScheduleError(f"{shown(expr)} never matches") from None
     return expr
 
 
@@ -135,11 +157,17 @@ def parse_repeat(text: str, location: ZoneInfo = UTC_ZONE) -> Repeat:
     offset is wall-clock time in location."""
     match = REPEAT.match(text.strip())
     if not match:
-        raise ScheduleError(f"{text!r} is not R[n]/<start>/<duration>")
+        raise ScheduleError(f"{shown(text)} is not R[n]/<start>/<duration> (n up to 10 digits)")
     count = int(match[1]) if match[1] else None
     if count == 0:
-        raise ScheduleError(f"{text!r} repeats zero times")
-    return Repeat(count, parse_instant(match[2], location), parse_duration(match[3]))
+        raise ScheduleError(f"{shown(text)} repeats zero times")
+    repeat = Repeat(count, parse_instant(match[2], location), parse_duration(match[3]))
+    if count is not None:
+        try:
+            repeat_slot(repeat, count - 1, location)
+        except OverflowError:
+            raise ScheduleError(f"{shown(text)}: its last run would be past year 9999") from None
+    return repeat
 
 
 def parse_instant(text: str, location: ZoneInfo) -> datetime:
@@ -147,13 +175,11 @@ def parse_instant(text: str, location: ZoneInfo) -> datetime:
     try:
         parsed = isodate.parse_datetime(text.strip())
     except (isodate.ISO8601Error, ValueError, TypeError, OverflowError):
-        raise ScheduleError(f"{text!r} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        return localize(parsed, location)
+        raise ScheduleError(f"{shown(text)} is not an ISO 8601 date-time") from None
     try:
-        return parsed.astimezone(UTC)
+        return localize(parsed, location) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:
-        raise ScheduleError(f"{text!r} is out of range") from None
+        raise ScheduleError(f"{shown(text)} is out of range") from None
 
 
 def localize(wall: datetime, location: ZoneInfo) -> datetime:
@@ -162,14 +188,20 @@ def localize(wall: datetime, location: ZoneInfo) -> datetime:
 
 
 def add(instant: datetime, duration: Duration, location: ZoneInfo, times: int = 1) -> datetime:
-    """instant + times x duration: calendar part on location's wall clock, then elapsed part."""
-    if duration.is_calendar:
-        wall = instant.astimezone(location).replace(tzinfo=None)
-        step = isodate.Duration(
-            days=duration.days * times, months=duration.months * times, years=duration.years * times
-        )
-        instant = localize(wall + step, location)
-    return instant + duration.elapsed * times
+    """instant + times x duration: calendar part on location's wall clock, then elapsed part.
+    OverflowError when the result is out of datetime's range (years 1 to 9999)."""
+    try:
+        if duration.is_calendar:
+            wall = instant.astimezone(location).replace(tzinfo=None)
+            step = isodate.Duration(
+                days=duration.days * times,
+                months=duration.months * times,
+                years=duration.years * times,
+            )
+            instant = localize(wall + step, location)
+        return instant + duration.elapsed * times
+    except (OverflowError, ValueError):  # isodate says "year 10000 is out of range"
+        raise OverflowError("past year 9999") from None
 
 
 def next_cron(expr: str, after: datetime, location: ZoneInfo) -> datetime:
@@ -182,8 +214,11 @@ def next_cron(expr: str, after: datetime, location: ZoneInfo) -> datetime:
     form, seconds_first = croniter_form(expr)
     wall = after.astimezone(location).replace(tzinfo=None)
     while True:
-        wall = croniter(form, wall, second_at_beginning=seconds_first).get_next(datetime)
-        candidate = localize(wall, location)
+        try:
+            wall = croniter(form, wall, second_at_beginning=seconds_first).get_next(datetime)
+            candidate = localize(wall, location)
+        except (CroniterBadDateError, OverflowError, ValueError):
+            raise OverflowError("no cron slot before year 9999") from None
         if candidate > after:
             return candidate
 
@@ -194,10 +229,17 @@ def repeat_slot(repeat: Repeat, index: int, location: ZoneInfo) -> datetime:
 
 
 def next_repeat(repeat: Repeat, after: datetime, location: ZoneInfo) -> datetime | None:
-    """The first slot of the repeat strictly after `after`, or None when the repeats are used up."""
+    """The first slot of the repeat strictly after `after`, or None when the repeats are used up.
+
+    The slot's index is estimated by division (exact for elapsed periods; for calendar ones by
+    the period's mean length), then corrected by a few steps."""
     index = 0
-    if after >= repeat.start and not repeat.period.is_calendar:
-        index = int((after - repeat.start) / repeat.period.elapsed)
+    if after >= repeat.start:
+        index = int((after - repeat.start) / repeat.period.average())
+        if repeat.count is not None:
+            index = min(index, repeat.count)
+        while index > 0 and repeat_slot(repeat, index - 1, location) > after:
+            index -= 1
     while repeat_slot(repeat, index, location) <= after:
         index += 1
     if repeat.count is not None and index >= repeat.count:
@@ -216,7 +258,14 @@ class Schedule:
     one_off: bool = False
 
     def first(self, now: datetime) -> datetime:
-        """The first scheduled instant when no first-run is given."""
+        """The first scheduled instant when no first-run is given (ScheduleError if none is
+        before year 9999)."""
+        try:
+            return self._first(now)
+        except OverflowError:
+            raise ScheduleError("its first run would be past year 9999") from None
+
+    def _first(self, now: datetime) -> datetime:
         if self.repeat is not None:
             first = next_repeat(self.repeat, now - timedelta(microseconds=1), self.location)
             if first is None:
@@ -233,10 +282,14 @@ class Schedule:
 
         Missed slots are skipped: a calendar schedule resumes at its first slot
         after now. Intervals are fixed-delay (now + interval) unless fixed_rate,
-        which keeps the grid sched + k x interval.
+        which keeps the grid sched + k x interval. No slot before year 9999 is done too.
         """
-        if self.one_off:
+        try:
+            return None if self.one_off else self._next(sched, now, fixed_rate)
+        except OverflowError:
             return None
+
+    def _next(self, sched: datetime, now: datetime, fixed_rate: bool) -> datetime | None:
         if self.repeat is not None:
             return next_repeat(self.repeat, max(sched, now), self.location)
         if self.cron is not None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from celery_dalga import schedules
-from celery_dalga.schedules import UTC_ZONE, Schedule, ScheduleError
+from celery_dalga.schedules import SHOWN, UTC_ZONE, Schedule, ScheduleError, shown
 from celery_dalga.values import parse_bool
 
 SCHEDULE_PARAMETERS = ("interval", "cron", "schedule", "first-run", "one-off", "immediate")
@@ -28,6 +28,7 @@ class InvalidParameter(ValueError):
     """A request parameter that is missing, malformed or in conflict; names the parameter."""
 
     def __init__(self, parameter: str, message: str):
+        parameter = parameter[:SHOWN]
         super().__init__(f"{parameter}: {message}")
         self.parameter = parameter
 
@@ -60,10 +61,8 @@ class JobSpec:
             return self.first_run
         try:
             return self.schedule.first(now)
-        except OverflowError:
-            raise InvalidParameter("interval", "the first run would be past year 9999") from None
         except ScheduleError as exc:
-            raise InvalidParameter("schedule", str(exc)) from None
+            raise InvalidParameter(_schedule_name(self.schedule), str(exc)) from None
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -129,26 +128,49 @@ def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 
         _field(job, "retries", _retries),
         _field(job, "retry-interval", _seconds),
         _field(job, "epsilon", _seconds),
-        bool(_field(job, "if-absent", parse_bool)),
+        bool(_field(job, "if-absent", _boolean)),
     )
 
 
 def _matching(pattern: re.Pattern, text: str, what: str) -> str:
     if not pattern.match(text) or len(text) > 255:
-        raise ValueError(f"{text!r} is not {what}")
+        raise ValueError(f"{shown(text)} is not {what}")
     return text
+
+
+def allowed(listing: str, name: str) -> bool:
+    """Whether name is one of a setting's comma-separated names (allowed_tasks,
+    allowed_exchanges); an empty setting allows none."""
+    return name in _names(listing)
+
+
+@lru_cache(maxsize=16)
+def _names(listing: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in listing.split(",") if part.strip())
+
+
+def _schedule_name(schedule: Schedule) -> str:
+    """The parameter that gave a schedule."""
+    return "cron" if schedule.cron else "schedule" if schedule.repeat else "interval"
 
 
 def _parent(text: str, max_body: int) -> tuple[str, str]:
     """<path>/<body> of the parent job."""
     path, _, body = text.rpartition("/")
     if not path or not body:
-        raise ValueError(f"{text!r} is not <path>/<body> of a job")
+        raise ValueError(f"{shown(text)} is not <path>/<body> of a job")
     check_key(path, body, max_body)
     return path, body
 
 
+def _boolean(text: str) -> bool:
+    """parse_bool on a prefix: no boolean is long, and the error quotes no more than that."""
+    return parse_bool(text[:SHOWN])
+
+
 def _retries(text: str) -> int:
+    if not text.strip().isdigit() or len(text) > SHOWN:
+        raise ValueError(f"{shown(text)} is not a whole number")
     count = int(text)
     if not 0 <= count <= MAX_RETRIES:
         raise ValueError(f"must be between 0 and {MAX_RETRIES}")
@@ -159,7 +181,7 @@ def _seconds(text: str) -> float:
     """Seconds or an ISO 8601 duration without days, months or years."""
     duration = schedules.parse_duration(text)
     if duration.is_calendar:
-        raise ValueError(f"{text!r} has days, months or years")
+        raise ValueError(f"{shown(text)} has days, months or years")
     return duration.elapsed.total_seconds()
 
 
@@ -184,14 +206,16 @@ def _parse_params(items: tuple[tuple[str, str], ...]) -> tuple[Schedule, datetim
     cron = _field(params, "cron", schedules.parse_cron)
     repeat = _field(params, "schedule", lambda t: schedules.parse_repeat(t, location))
     first_run = _field(params, "first-run", lambda t: schedules.parse_instant(t, location))
-    one_off = bool(_field(params, "one-off", parse_bool))
-    immediate = bool(_field(params, "immediate", parse_bool))
+    one_off = bool(_field(params, "one-off", _boolean))
+    immediate = bool(_field(params, "immediate", _boolean))
 
     given = [n for n, v in (("interval", interval), ("cron", cron), ("schedule", repeat)) if v]
     if len(given) > 1:
         raise InvalidParameter(given[1], f"cannot be combined with {given[0]}")
     if first_run is not None and not EARLIEST <= first_run <= LATEST:
         raise InvalidParameter("first-run", "must be between 1970 and 9000")
+    if repeat and not EARLIEST <= repeat.start <= LATEST:
+        raise InvalidParameter("schedule", "must start between 1970 and 9000")
     if one_off and (cron or repeat):
         raise InvalidParameter("one-off", f"cannot be combined with {given[0]}")
     if one_off and immediate and (interval or first_run):
@@ -210,4 +234,6 @@ def _parse_params(items: tuple[tuple[str, str], ...]) -> tuple[Schedule, datetim
     schedule = Schedule(
         interval=interval, cron=cron, repeat=repeat, location=location, one_off=one_off
     )
+    if first_run is not None and not one_off and schedule.next(first_run, first_run) is None:
+        raise InvalidParameter("first-run", "the run after it would be past year 9999")
     return schedule, first_run, immediate

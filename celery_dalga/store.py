@@ -55,12 +55,14 @@ from celery_dalga import runs as protocol
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
 from celery_dalga.runs import RETRY_WAIT, Attempt, Change, Outcome, Policy
-from celery_dalga.spec import JobSpec
+from celery_dalga.schedules import shown
+from celery_dalga.spec import InvalidParameter, JobSpec
 
 log = logging.getLogger(__name__)
 
 CLOCK_SAMPLE_SECONDS = 5.0
 STALE = timedelta(minutes=1)  # an instance not heard of for this long is gone (as in Dalga)
+MAX_DEPTH = 100  # the most ancestors a dependent job may have
 
 Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -168,6 +170,15 @@ class JobExists(Exception):
         self.job = job
 
 
+class JobRefused(InvalidParameter):
+    """A job the table refuses (its parent is missing or it would depend on itself, or it has
+    no first run); `key` names the job among a batch's."""
+
+    def __init__(self, key: str, parameter: str, message: str):
+        super().__init__(parameter, message)
+        self.key = key
+
+
 MYSQL_TRANSIENT = {1213, 1205}  # deadlock found; lock wait timeout
 SQLSTATE_TRANSIENT = {"40001", "40P01"}  # serialization failure; deadlock detected
 
@@ -227,8 +238,15 @@ def make_engine(url: str) -> Engine:
 class Store:
     """The jobs table and the operations on it."""
 
-    def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        table: str = "dalga",
+        policy: Policy | None = None,
+        settings: Settings | None = None,
+    ):
         self.engine = engine
+        self.settings = settings  # what store_for made it of (dalga import checks by them)
         metadata = MetaData()
         self.table = make_table(metadata, table)
         self.instances = make_instances_table(metadata, table)
@@ -332,11 +350,14 @@ class Store:
                 conn.execute(insert(self.table), [row])
             else:
                 conn.execute(self._upsert(), [row])
+            self._check_parents(conn, [spec])
             return self._job(conn, row["job_key"])
 
     @rerun_transient
     def put_many(self, specs: list[JobSpec]) -> int:
-        """Schedule or reschedule many jobs in one transaction (the bulk path); returns len.
+        """Schedule or reschedule many jobs in one transaction (the bulk path), as put() does
+        each (an if_absent job that exists is left as it is); returns len. A job put() would
+        refuse is a JobRefused naming it, and the batch is not written.
 
         On MariaDB and MySQL the batch travels as one JSON document that the server unpacks
         with JSON_TABLE: escaping a million rows value by value in the client cost more than
@@ -345,17 +366,65 @@ class Store:
         if not specs:
             return 0
         now = self.now()
-        rows = sorted(
-            (new_job_columns(spec, spec.first_sched(now), now) for spec in specs),
-            key=itemgetter("job_key"),
-        )
+        rows: list[dict[str, Any]] = []
+        absent: list[dict[str, Any]] = []
+        for spec in specs:
+            try:
+                row = new_job_columns(spec, spec.first_sched(now), now)
+            except InvalidParameter as exc:
+                key = job_key(spec.path, spec.body)
+                raise JobRefused(key, exc.parameter, str(exc).partition(": ")[2]) from None
+            (absent if spec.if_absent else rows).append(row)
+        rows.sort(key=itemgetter("job_key"))
         with self.engine.begin() as conn:
-            if self._json_table():
+            if rows and self._json_table():
                 document = json.dumps([list(row.values()) for row in rows], default=_json_datetime)
                 conn.execute(self._upsert(self._json_rows(document, list(rows[0]))))
-            else:
+            elif rows:
                 conn.execute(self._upsert(), rows)
+            if absent:
+                conn.execute(self._insert_absent(), sorted(absent, key=itemgetter("job_key")))
+            self._check_parents(conn, specs)
         return len(specs)
+
+    def _insert_absent(self) -> Any:
+        """INSERT that leaves a row with the same job_key as it is."""
+        t, name = self.table, self.engine.dialect.name
+        if name in ("mysql", "mariadb"):
+            stmt = mysql.insert(t)
+            return stmt.on_duplicate_key_update(job_key=t.c.job_key)
+        stmt = (postgresql if name == "postgresql" else sqlite).insert(t)
+        return stmt.on_conflict_do_nothing(index_elements=[t.c.job_key])
+
+    def _check_parents(self, conn: Connection, specs: list[JobSpec]) -> None:
+        """JobRefused unless each dependent job's parent exists and the job is not among its
+        ancestors (up to MAX_DEPTH of them). Run after the jobs are written, in the same
+        transaction: the ancestors' rows are locked, so two PUTs that would close a loop
+        wait for each other (or deadlock, and the rerun sees the other's commit)."""
+        t = self.table
+        named = {job_key(s.path, s.body): s.parent for s in specs if s.parent}
+        at = {own: job_key(*parent) for own, parent in named.items()}  # job -> its ancestor
+        for depth in range(MAX_DEPTH):
+            if not at:
+                return
+            found = dict(
+                conn.execute(
+                    select(t.c.job_key, t.c.parent_key)
+                    .where(t.c.job_key.in_(sorted(set(at.values()))))
+                    .with_for_update()
+                ).all()
+            )
+            above = {}
+            for own, key in at.items():
+                if key == own:
+                    raise JobRefused(own, "parent", "the job would depend on itself")
+                if key not in found and depth == 0:
+                    raise JobRefused(own, "parent", f"no job {shown('/'.join(named[own]))}")
+                if found.get(key) is not None:
+                    above[own] = found[key]
+            at = above
+        if at:
+            raise JobRefused(next(iter(at)), "parent", f"more than {MAX_DEPTH} ancestors")
 
     def _json_table(self) -> bool:
         """Whether the server has JSON_TABLE (MariaDB 10.6+, MySQL 8.0.4+)."""
@@ -423,16 +492,17 @@ class Store:
         goes too); an in-flight run finds its token gone and stops."""
         t = self.table
         with self.engine.begin() as conn:
-            keys = [job_key(path, body)]
-            if not conn.execute(select(t.c.id).where(t.c.job_key == keys[0])).first():
+            keys = {job_key(path, body)}
+            if not conn.execute(select(t.c.id).where(t.c.job_key.in_(keys))).first():
                 return False
             frontier = keys
-            while frontier:
-                frontier = list(
-                    conn.execute(select(t.c.job_key).where(t.c.parent_key.in_(frontier))).scalars()
-                )
-                keys += frontier
-            conn.execute(delete(t).where(t.c.job_key.in_(keys)))
+            while frontier:  # each job once: a loop in the table (written by hand) ends too
+                children = conn.execute(
+                    select(t.c.job_key).where(t.c.parent_key.in_(sorted(frontier)))
+                ).scalars()
+                frontier = set(children) - keys
+                keys |= frontier
+            conn.execute(delete(t).where(t.c.job_key.in_(sorted(keys))))
         return True
 
     def delete_all(self, chunk: int = 10_000) -> int:
@@ -900,4 +970,5 @@ def _int(condition: Any) -> Any:
 @lru_cache(maxsize=8)
 def store_for(settings: Settings) -> Store:
     """The process's Store for these settings (one engine and pool per process)."""
-    return Store(make_engine(settings.database_url), settings.table, Policy.from_settings(settings))
+    engine = make_engine(settings.database_url)
+    return Store(engine, settings.table, Policy.from_settings(settings), settings)
