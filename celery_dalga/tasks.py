@@ -28,6 +28,7 @@ from celery_dalga.instances import instance_for
 from celery_dalga.jobs import Run
 from celery_dalga.messages import BATCH_TASK_NAME, TASK_NAME, runs_of
 from celery_dalga.runs import Attempt, Outcome
+from celery_dalga.spec import allowed
 from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,30 @@ def post(
 def publish(
     settings: Settings, runs: list[Run], instance_id: int, app: Any, start_by: float = math.inf
 ) -> list[http.Answer]:
-    """Publish runs to their AMQP exchanges (celery_dalga.publishing)."""
+    """Publish runs to their AMQP exchanges (celery_dalga.publishing). A run whose own
+    exchange is not in allowed_exchanges fails unpublished (publish_exchange, the operator's
+    own, is trusted)."""
     url = publishing.publish_url(settings)
     if not url:
         error = "no AMQP broker to publish to: set DALGA_PUBLISH_URL"
         return [http.Answer(None, error, 0.0, time.monotonic()) for _ in runs]
-    return publishing.publisher(url).publish_all(
-        runs, settings.publish_exchange, settings.callback_timeout, instance_id
+    refused = {
+        i: f"exchange {run.exchange!r} is not in the allowed_exchanges setting"
+        for i, run in enumerate(runs)
+        if run.exchange and not allowed(settings.allowed_exchanges, run.exchange)
+    }
+    sent = iter(
+        publishing.publisher(url).publish_all(
+            [run for i, run in enumerate(runs) if i not in refused],
+            settings.publish_exchange,
+            settings.callback_timeout,
+            instance_id,
+        )
     )
+    return [
+        http.Answer(None, refused[i], 0.0, time.monotonic()) if i in refused else next(sent)
+        for i in range(len(runs))
+    ]
 
 
 def call_tasks(
@@ -149,18 +166,27 @@ def call_tasks(
 ) -> list[http.Answer]:
     """Call each run's Celery task with its body, in this process (so the one-in-flight,
     retry and lease rules hold as for POSTs), at most callback_concurrency at once. A task
-    that returns is a 200; one that raises, is not registered here, or runs past
-    callback_timeout is a failure (a task left running past the timeout goes on, as an
-    endpoint that answers too late does)."""
+    that returns is a 200; one that raises, is not registered here, is not in allowed_tasks
+    (then it is not called), or runs past callback_timeout is a failure (a task left running
+    past the timeout goes on, as an endpoint that answers too late does)."""
     tasks = (app or current_app).tasks
     pool = _task_pool(settings.callback_concurrency)
     started = time.monotonic()
-    calls = [pool.submit(tasks[run.task], run.body) if run.task in tasks else None for run in runs]
+
+    def refusal(task: str) -> str:
+        if not allowed(settings.allowed_tasks, task):
+            return f"task {task!r} is not in the allowed_tasks setting"
+        return "" if task in tasks else f"no task {task!r} is registered in this worker"
+
+    refusals = [refusal(run.task or "") for run in runs]
+    calls = [
+        None if why else pool.submit(tasks[run.task], run.body)
+        for run, why in zip(runs, refusals, strict=True)
+    ]
     answers = []
-    for run, call in zip(runs, calls, strict=True):
+    for call, why in zip(calls, refusals, strict=True):
         if call is None:
-            error = f"no task {run.task!r} is registered in this worker"
-            answers.append(http.Answer(None, error, 0.0, time.monotonic()))
+            answers.append(http.Answer(None, why, 0.0, time.monotonic()))
             continue
         try:
             call.result(timeout=max(0.0, started + settings.callback_timeout - time.monotonic()))

@@ -188,7 +188,7 @@ def _wait(condition, timeout: float = 15.0) -> None:
 def test_a_job_can_call_a_celery_task_with_its_body(make_stack):
     import celery_test_tasks
 
-    stack = make_stack(retry_interval=0.3)
+    stack = make_stack(retry_interval=0.3, allowed_tasks="dalga_test.record, dalga_test.missing")
     put = stack.api.put("/jobs/tasks/ok?interval=1&immediate=true&task=dalga_test.record")
     assert put.status_code == 201 and put.get_json()["task"] == "dalga_test.record"
     stack.api.put("/jobs/tasks/fail-1?one-off=true&immediate=true&task=dalga_test.record")

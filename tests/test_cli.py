@@ -226,11 +226,16 @@ def test_dalga_call_makes_the_callback_once_and_prints_the_outcome(tmp_path, end
 
 
 def test_dalga_call_calls_a_task_job_with_the_app_given(tmp_path):
-    env = clean_env(PYTHONPATH=str(Path(__file__).parent))
+    env = clean_env(PYTHONPATH=str(Path(__file__).parent), DALGA_ALLOWED_TASKS="dalga_test.record")
     from celery_dalga.client import Client
     from celery_dalga.config import load_settings
 
-    settings = load_settings(env={"DALGA_DATABASE_URL": f"sqlite:///{tmp_path}/dalga.sqlite3"})
+    settings = load_settings(
+        env={
+            "DALGA_DATABASE_URL": f"sqlite:///{tmp_path}/dalga.sqlite3",
+            "DALGA_ALLOWED_TASKS": "dalga_test.record",
+        }
+    )
     client = Client(settings)
     client.store.create_table()
     client.schedule("x", "ok-now", interval=60, task="dalga_test.record")

@@ -79,7 +79,7 @@ def exchange(rabbitmq_url):
 
 def test_a_job_with_an_exchange_publishes_instead_of_calling(make_stack, rabbitmq_url, exchange):
     name, consumer = exchange
-    stack = make_stack(publish_url=rabbitmq_url)
+    stack = make_stack(publish_url=rabbitmq_url, allowed_exchanges=f"other,{name}")
     resp = stack.api.put(f"/jobs/feeds.rss/42?interval=2&immediate=true&exchange={name}")
     assert resp.status_code == 201 and resp.get_json()["exchange"] == name
     routing_key, body, properties, headers = consumer.wait_for(1)[0]
@@ -107,9 +107,10 @@ def test_a_message_no_queue_takes_is_retried_with_backoff(make_stack, rabbitmq_u
 
 
 def test_an_exchange_needs_an_amqp_broker_to_publish_to(make_stack):
-    stack = make_stack()  # Redis broker, no DALGA_PUBLISH_URL
+    stack = make_stack(allowed_exchanges="jobs")  # Redis broker, no DALGA_PUBLISH_URL
     resp = stack.api.put("/jobs/a/b?interval=60&exchange=jobs")
     assert resp.status_code == 400 and resp.get_json()["parameter"] == "exchange"
+    assert "DALGA_PUBLISH_URL" in resp.get_json()["error"]
     bad = stack.api.put("/jobs/a/b?interval=60&exchange=no spaces")
     assert bad.status_code == 400 and bad.get_json()["parameter"] == "exchange"
     assert stack.store.get("a", "b") is None

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from helpers import api_client
+from helpers import api_client, settings_on, unique_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from celery_dalga.jobs import job_key
+from celery_dalga.jobs import Run, job_key
 from celery_dalga.runs import Attempt, Outcome
 from celery_dalga.schedules import (
     Repeat,
@@ -27,6 +28,8 @@ from celery_dalga.schedules import (
     repeat_slot,
 )
 from celery_dalga.spec import parse_spec
+from celery_dalga.store import store_for
+from celery_dalga.tasks import call_tasks, publish
 
 UTC_ZONE = parse_location("UTC")
 LA = parse_location("America/Los_Angeles")
@@ -224,6 +227,74 @@ def test_a_stored_job_without_a_next_slot_ends_cleanly_at_settle(any_db_url, mak
 
 def _quoted(store) -> str:
     return store.engine.dialect.identifier_preparer.quote("interval")
+
+
+# -- 4. task and exchange jobs obey the allow-lists ----------------------------------------
+
+
+@pytest.fixture
+def app_with(tmp_path):
+    """app_with(**settings) -> a test client of the API with these settings, on SQLite."""
+    from webapi import create_app
+
+    def make(**extra):
+        settings = settings_on(f"sqlite:///{tmp_path}/jobs.sqlite3", unique_table(), **extra)
+        store_for(settings).create_table()
+        return create_app(settings).test_client()
+
+    return make
+
+
+def test_task_jobs_call_only_allowed_tasks(app_with):
+    api = app_with(allowed_tasks="dalga_test.record, other.task")
+    refused = api.put("/jobs/t/1?interval=60&task=celery.accumulate")
+    assert refused.status_code == 400 and refused.get_json()["parameter"] == "task"
+    assert "allowed_tasks" in refused.get_json()["error"]
+    assert api.get("/jobs/t/1").status_code == 404
+    assert api.put("/jobs/t/1?interval=60&task=dalga_test.record").status_code == 201
+    nothing = app_with().put("/jobs/t/2?interval=60&task=dalga_test.record")
+    assert nothing.status_code == 400 and "allowed_tasks" in nothing.get_json()["error"]
+
+
+def test_exchange_jobs_use_only_allowed_exchanges(app_with):
+    api = app_with(publish_url="amqp://guest:guest@127.0.0.1:5672//", allowed_exchanges="jobs")
+    for name in ("amq.default", "amq.topic", "celery"):
+        refused = api.put(f"/jobs/celery/1?interval=60&exchange={name}")
+        assert refused.status_code == 400 and refused.get_json()["parameter"] == "exchange"
+        assert "allowed_exchanges" in refused.get_json()["error"]
+    assert api.put("/jobs/feeds/1?interval=60&exchange=jobs").status_code == 201
+
+
+def _run(path: str = "celery", **kind) -> Run:
+    return Run(1, "k" * 64, path, "body", datetime.now(UTC), "t" * 32, **kind)
+
+
+def test_a_task_no_longer_allowed_is_not_called_at_delivery():
+    import celery_test_tasks
+
+    settings = settings_on("sqlite://", unique_table(), allowed_tasks="other.task")
+    before = list(celery_test_tasks.received)
+    (answer,) = call_tasks(settings, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
+    assert answer.status is None and "allowed_tasks" in answer.error
+    assert celery_test_tasks.received == before
+    allowed = settings_on("sqlite://", unique_table(), allowed_tasks="dalga_test.record")
+    (answer,) = call_tasks(allowed, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
+    assert answer.status == 200 and celery_test_tasks.received == [*before, "body"]
+
+
+def test_an_exchange_no_longer_allowed_is_not_published_to(rabbitmq_url):
+    settings = settings_on(
+        "sqlite://",
+        unique_table(),
+        publish_url=rabbitmq_url,
+        publish_exchange="amq.default",
+        allowed_exchanges="jobs",
+    )
+    nobody = f"nobody-{uuid.uuid4().hex}"
+    runs = [_run(exchange="amq.default"), _run(nobody)]
+    refused, trusted = publish(settings, runs, 0, None)
+    assert refused.status is None and "allowed_exchanges" in refused.error
+    assert "Unroutable" in trusted.error  # publish_exchange, the operator's, was tried
 
 
 # -- 7. errors quote a prefix of a bad value -----------------------------------------------
