@@ -28,7 +28,7 @@ import certifi
 import pycurl
 
 from celery_dalga import metrics
-from celery_dalga.limit import Limit
+from celery_dalga.limit import Limit, Limits
 
 USER_AGENT = "celery-dalga"
 _local = threading.local()
@@ -43,6 +43,7 @@ _EVENTS = {
 CONGESTED = (429, 503)  # answers that say "too many calls": they cut the limit
 CONNECT_SHARE = 0.5  # of the timeout, the most a connection may take to be made
 REPORT_EVERY = 1.0  # seconds between updates of the limit and in-flight gauges in a batch
+ROOM_POLL = 0.01  # seconds between looks for room that another thread may have freed
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,11 @@ def ca_bundle() -> str:
 
 class Client:
     """Sends lists of Posts over one multi handle, each destination's at most as many at a
-    time as its adaptive limit allows (between 1 and `cap`, starting at `initial`)."""
+    time as its adaptive limit allows (between 1 and `cap`, starting at `initial`). The
+    limits are the process's (`limits`, shared by its threads' Clients) or the Client's own."""
 
-    def __init__(self, cap: int = 100, initial: int = 4):
-        self.cap, self.initial = cap, initial
-        self.limits: dict[str, Limit] = {}
+    def __init__(self, cap: int = 100, initial: int = 4, limits: Limits | None = None):
+        self.limits = limits or Limits(initial, cap)
         self.selector = selectors.DefaultSelector()
         self.deadline: float | None = None
         self.idle: list[pycurl.Curl] = []
@@ -104,10 +105,8 @@ class Client:
         self.multi.setopt(pycurl.M_MAXCONNECTS, cap)
 
     def limit(self, destination: str) -> Limit:
-        """This process's limit for a destination."""
-        if destination not in self.limits:
-            self.limits[destination] = Limit(self.initial, self.cap)
-        return self.limits[destination]
+        """The limit of a destination."""
+        return self.limits(destination)
 
     def post_all(
         self, posts: list[Post], timeout: float, start_by: float = float("inf")
@@ -121,7 +120,7 @@ class Client:
         in_flight, report = 0, 0.0
         while waiting or in_flight:
             if time.monotonic() >= report:
-                metrics.destinations(self.limits)
+                metrics.destinations(self.limits.items())
                 report = time.monotonic() + REPORT_EVERY
             late = time.monotonic() >= start_by
             for name, queue in list(waiting.items()):
@@ -130,15 +129,17 @@ class Client:
                     self._hold(queue, answers, limit, "had no room before the lease's end")
                 elif limit.closed_for():
                     self._hold(queue, answers, limit, "asked for a pause (Retry-After)")
-                for _ in range(min(len(queue), limit.room)):
+                for _ in range(limit.take(len(queue))):
                     self._start(*queue.popleft(), timeout, limit)
                     in_flight += 1
                 if not queue:
                     del waiting[name]
             if in_flight:
-                self._wait()
+                self._wait(ROOM_POLL if waiting else 1.0)
                 in_flight -= self._collect(answers)
-        metrics.destinations(self.limits)
+            elif waiting:  # the process's other threads hold the room: wait for them
+                time.sleep(ROOM_POLL)
+        metrics.destinations(self.limits.items())
         return answers  # type: ignore[return-value]
 
     @staticmethod
@@ -159,7 +160,6 @@ class Client:
         handle.setopt(pycurl.HTTPHEADER, [*post.headers, "Expect:"])
         handle.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(timeout * CONNECT_SHARE * 1000))
-        limit.started()
         self.multi.add_handle(handle)
         self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
 
@@ -172,9 +172,10 @@ class Client:
         handle.setopt(pycurl.PATH_AS_IS, 1)  # send the path as built: curl would resolve %2E%2E
         return handle
 
-    def _wait(self) -> None:
-        """Wait for socket events or libcurl's timer, and let libcurl act on them."""
-        timeout = 1.0
+    def _wait(self, longest: float) -> None:
+        """Wait for socket events or libcurl's timer (`longest` seconds at most), and let
+        libcurl act on them."""
+        timeout = longest
         if self.deadline is not None:
             timeout = max(0.0, min(timeout, self.deadline - time.monotonic()))
         for key, mask in self.selector.select(timeout):
@@ -241,12 +242,22 @@ def _discard(data: bytes) -> None:
 
 
 def client(cap: int, initial: int) -> Client:
-    """This thread's Client."""
+    """This thread's Client, on the process's limits."""
+    global _limits
     if getattr(_local, "client", None) is None:
-        _local.client = Client(cap, initial)
+        with _limits_lock:
+            _limits = _limits or Limits(initial, cap)
+        _local.client = Client(cap, initial, _limits)
     return _local.client
 
 
 def forget_clients() -> None:
-    """Drop this thread's Client (a forked pool child must not use its parent's sockets)."""
+    """Drop this thread's Client and the process's limits (a forked pool child must not use
+    its parent's sockets, nor count its calls)."""
+    global _limits
     _local.client = None
+    _limits = None
+
+
+_limits: Limits | None = None
+_limits_lock = threading.Lock()

@@ -14,13 +14,14 @@ adapts").
 - A 429/503 with Retry-After closes the destination until then; while it cannot be reached
   (connections refused or timing out), it is `unreachable_for` seconds.
 
-The clock is injected; no I/O.
+A process's threads share its limits (`Limits`); the clock is injected; no I/O.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 BASELINE_WINDOW = 300.0  # seconds over which the lowest delay is remembered
@@ -44,6 +45,7 @@ class Limit:
     last_cut: float = field(default=float("-inf"), init=False)
     _lowest: tuple[float, float] = field(default=(float("inf"), float("inf")), init=False)
     _window_start: float = field(init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.limit = float(max(1, min(self.initial, self.cap)))
@@ -62,34 +64,42 @@ class Limit:
         """The lowest delay seen over the last BASELINE_WINDOW to 2x that."""
         return min(self._lowest)
 
-    def started(self) -> None:
-        self.in_flight += 1
-        self.peak = max(self.peak, self.in_flight) if self.in_flight > 1 else 1
+    def take(self, wanted: int) -> int:
+        """Start up to `wanted` calls: how many may start now (they count as in flight)."""
+        with self._lock:
+            granted = min(wanted, self.room)
+            if granted:
+                self.in_flight += granted
+                self.peak = max(self.peak, self.in_flight) if self.in_flight > granted else granted
+            return granted
 
     def answered(self, started: float, seconds: float, congested: bool = False) -> None:
         """A call started at `started` (clock time) got an answer after `seconds`;
         `congested`: it was a 429 or 503."""
-        self.in_flight -= 1
-        self.down_since = None
-        self._observe(seconds)
-        slow = seconds > self.baseline * self.tolerance and seconds > self.baseline + self.slack
-        if congested or slow:
-            self._cut(started)
-        elif self.peak >= self.limit / 2:
-            step = 1.0 if self.limit < self.threshold else 1.0 / self.limit
-            self.limit = min(float(self.cap), self.limit + step)
+        with self._lock:
+            self.in_flight -= 1
+            self.down_since = None
+            self._observe(seconds)
+            slow = seconds > self.baseline * self.tolerance and seconds > self.baseline + self.slack
+            if congested or slow:
+                self._cut(started)
+            elif self.peak >= self.limit / 2:
+                step = 1.0 if self.limit < self.threshold else 1.0 / self.limit
+                self.limit = min(float(self.cap), self.limit + step)
 
     def failed(self, started: float, sent: bool) -> None:
         """A call started at `started` got no answer: refused, timed out, or cut short.
         `sent`: the request went out (it may still be served)."""
-        self.in_flight -= 1
-        if not sent and self.down_since is None:
-            self.down_since = self.clock()
-        self._cut(started)
+        with self._lock:
+            self.in_flight -= 1
+            if not sent and self.down_since is None:
+                self.down_since = self.clock()
+            self._cut(started)
 
     def close(self, seconds: float) -> None:
         """The destination asked for no calls for `seconds` (Retry-After)."""
-        self.closed_until = max(self.closed_until, self.clock() + seconds)
+        with self._lock:
+            self.closed_until = max(self.closed_until, self.clock() + seconds)
 
     def unreachable_for(self) -> float:
         """Seconds since the destination last failed to take a connection after answering."""
@@ -112,3 +122,23 @@ class Limit:
             current, previous = float("inf"), current
             self._window_start = now
         self._lowest = (min(current, seconds), previous)
+
+
+class Limits:
+    """The limits of one process, one per destination, shared by its threads."""
+
+    def __init__(self, initial: int = 4, cap: int = 100):
+        self.initial, self.cap = initial, cap
+        self._by_destination: dict[str, Limit] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, destination: str) -> Limit:
+        """The limit of a destination (scheme://host:port)."""
+        limit = self._by_destination.get(destination)
+        if limit is None:
+            with self._lock:
+                limit = self._by_destination.setdefault(destination, Limit(self.initial, self.cap))
+        return limit
+
+    def items(self) -> Iterator[tuple[str, Limit]]:
+        return iter(list(self._by_destination.items()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -96,9 +96,9 @@ def delivered(answers: Iterable[tuple[str, int | None, float, float]]) -> None:
             RETRIES.inc(count)
 
 
-def destinations(limits: Mapping[str, Any]) -> None:
+def destinations(limits: Iterable[tuple[str, Any]]) -> None:
     """The current limit and calls in flight of each destination (celery_dalga.limit)."""
-    for name, limit in limits.items():
+    for name, limit in limits:
         DESTINATION_LIMIT.labels(name).set(int(limit.limit))
         DESTINATION_IN_FLIGHT.labels(name).set(limit.in_flight)
 

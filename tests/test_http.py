@@ -252,3 +252,21 @@ def test_each_thread_has_its_own_client():
     assert theirs[0] is not mine
     http.forget_clients()
     assert http.client(10, 4) is not mine
+
+
+def test_the_threads_of_a_process_share_each_destinations_limit(server):
+    server.delay = 0.05
+    http.forget_clients()
+    answers: list[list[http.Answer]] = []
+
+    def deliver() -> None:
+        answers.append(http.client(4, 4).post_all(posts(server.url, 12), timeout=10))
+
+    threads = [threading.Thread(target=deliver) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    http.forget_clients()
+    assert [a.status for batch in answers for a in batch] == [200] * 36
+    assert server.most_in_flight == 4

@@ -4,7 +4,9 @@ answers (once per round), Retry-After, and how long a destination has been unrea
 
 from __future__ import annotations
 
-from celery_dalga.limit import BASELINE_WINDOW, Limit
+import threading
+
+from celery_dalga.limit import BASELINE_WINDOW, Limit, Limits
 
 
 class Clock:
@@ -18,9 +20,7 @@ class Clock:
 def full_round(limit: Limit, clock: Clock, seconds: float = 0.05) -> None:
     """Start as many calls as the limit allows, then answer them all after `seconds`."""
     started = clock.now
-    count = limit.room
-    for _ in range(count):
-        limit.started()
+    count = limit.take(limit.room)
     clock.now += seconds
     for _ in range(count):
         limit.answered(started, seconds)
@@ -42,7 +42,7 @@ def test_it_starts_at_initial_and_doubles_each_round_until_congestion():
 def test_after_a_cut_it_grows_by_about_one_a_round():
     clock = Clock()
     limit = Limit(initial=16, cap=100, clock=clock)
-    limit.started()
+    limit.take(1)
     limit.failed(clock.now, sent=True)
     assert limit.limit == 8
     for _ in range(5):
@@ -55,7 +55,7 @@ def test_an_unused_limit_does_not_grow():
     clock = Clock()
     limit = Limit(initial=10, cap=100, clock=clock)
     for _ in range(50):  # one call at a time: less than half the limit in use
-        limit.started()
+        limit.take(1)
         clock.now += 0.01
         limit.answered(clock.now - 0.01, 0.01)
     assert limit.limit == 10
@@ -65,8 +65,7 @@ def test_failures_and_congestion_answers_halve_it_once_per_round():
     clock = Clock()
     limit = Limit(initial=32, cap=100, clock=clock)
     started = clock.now
-    for _ in range(32):
-        limit.started()
+    assert limit.take(40) == 32
     clock.now += 1
     limit.answered(started, 0.05, congested=True)  # a 429 or 503
     assert limit.limit == 16
@@ -74,11 +73,11 @@ def test_failures_and_congestion_answers_halve_it_once_per_round():
         limit.failed(started, sent=True)
     assert limit.limit == 16 and limit.in_flight == 0
     clock.now += 0.01
-    limit.started()
+    limit.take(1)
     limit.failed(clock.now, sent=True)  # a call started after the cut
     assert limit.limit == 8
     for _ in range(10):
-        limit.started()
+        limit.take(1)
         clock.now += 1
         limit.failed(clock.now, sent=False)
     assert limit.limit == 1  # never below one
@@ -92,7 +91,7 @@ def test_an_answer_much_slower_than_usual_cuts_it():
     full_round(limit, clock, 0.12)  # 2.4x the usual, but only 70 ms more: noise
     assert limit.limit > grown
     grown = limit.limit
-    limit.started()
+    limit.take(1)
     clock.now += 1
     limit.answered(clock.now - 1, 1.0)  # 20x and a second more: a queue forms
     assert limit.limit == grown / 2
@@ -123,14 +122,34 @@ def test_unreachable_for_counts_from_the_first_refusal_until_an_answer():
     clock = Clock()
     limit = Limit(clock=clock)
     assert limit.unreachable_for() == 0
-    limit.started()
+    limit.take(1)
     limit.failed(clock.now, sent=False)
     clock.now += 40
-    limit.started()
+    limit.take(1)
     limit.failed(clock.now, sent=False)
     assert limit.unreachable_for() == 40
-    limit.started()
+    limit.take(1)
     limit.failed(clock.now, sent=True)  # sent and unanswered: still counts as down since then
-    limit.started()
+    limit.take(1)
     limit.answered(clock.now, 0.01)
     assert limit.unreachable_for() == 0
+
+
+def test_threads_share_a_process_limit_and_never_take_more_than_it():
+    limits = Limits(initial=8, cap=100)
+    assert limits("http://a:80") is limits("http://a:80")
+    assert limits("http://a:80") is not limits("http://b:80")
+    limit = limits("http://a:80")
+    taken: list[int] = []
+
+    def grab() -> None:
+        for _ in range(1000):
+            if limit.take(1):
+                taken.append(1)
+
+    threads = [threading.Thread(target=grab) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(taken) == 8 and limit.in_flight == 8 and limit.take(1) == 0
