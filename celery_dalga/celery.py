@@ -10,11 +10,14 @@ from typing import Any
 from celery import Celery
 
 from celery_dalga.config import Settings, as_celery_conf, load_settings
+from celery_dalga.store import private_sqlite_file
 
 
 def make_app(settings: Settings) -> Celery:
     """A Celery app whose broker and dalga_* keys come from settings; settings_for(app) gives
-    these settings back without reading the environment again."""
+    these settings back without reading the environment again. The embedded broker's SQLite
+    file is made private to its owner (its messages carry job bodies)."""
+    private_sqlite_file(settings.broker_url)
     app = Celery("celery_dalga", broker=settings.broker_url, include=["celery_dalga.tasks"])
     app.conf.update(
         beat_scheduler="celery_dalga.Scheduler",

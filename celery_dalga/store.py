@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import uuid
 from collections import defaultdict
@@ -46,7 +47,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -210,11 +211,24 @@ rerun_transient = retry(
 )
 
 
+def private_sqlite_file(url: str) -> None:
+    """Create the file of a SQLite URL (the jobs' sqlite:///, or the embedded broker's
+    sqla+sqlite:///) readable and writable by its owner only, unless it exists: it holds job
+    bodies. SQLite gives its -wal and -shm files the database file's mode."""
+    parsed = make_url(url.removeprefix("sqla+"))
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    if not path.startswith("file:"):
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the store; SQLite in WAL mode with immediate transactions. Connections are
     not pinged on checkout: a dead one fails its statement, the pool drops all connections
     of that age, and rerun_transient runs the transaction again on a fresh one."""
     if url.startswith("sqlite"):
+        private_sqlite_file(url)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

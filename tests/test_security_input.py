@@ -6,6 +6,8 @@ error messages quote only a prefix of a bad value."""
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import time
 import uuid
@@ -295,6 +297,50 @@ def test_an_exchange_no_longer_allowed_is_not_published_to(rabbitmq_url):
     refused, trusted = publish(settings, runs, 0, None)
     assert refused.status is None and "allowed_exchanges" in refused.error
     assert "Unroutable" in trusted.error  # publish_exchange, the operator's, was tried
+
+
+# -- 5. the SQLite files are private ---------------------------------------------------------
+
+
+@pytest.fixture
+def open_umask():
+    """A umask that would make files readable by all, as on most machines."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_a_fresh_sqlite_jobs_database_is_private(tmp_path, open_umask):
+    url = f"sqlite:///{tmp_path}/jobs.sqlite3"
+    settings = settings_on(url, unique_table())
+    store = store_for(settings)
+    store.create_table()
+    store.put(parse_spec("secret", "body", {"interval": "60"}))
+    files = sorted(tmp_path.glob("jobs.sqlite3*"))
+    assert {f.name for f in files} >= {"jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm"}
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+    store.engine.dispose()
+
+
+def test_the_embedded_brokers_file_is_private(tmp_path, open_umask):
+    from celery_dalga.celery import make_app
+
+    broker = tmp_path / "broker.sqlite3"
+    settings = settings_on(
+        f"sqlite:///{tmp_path}/jobs.sqlite3", unique_table(), broker_url=f"sqla+sqlite:///{broker}"
+    )
+    app = make_app(settings)
+    with app.connection_for_write() as conn:
+        conn.default_channel.basic_publish(
+            conn.default_channel.prepare_message("secret body"), "", settings.queue
+        )
+    files = sorted(tmp_path.glob("broker.sqlite3*"))
+    assert broker in files
+    assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
 
 
 # -- 7. errors quote a prefix of a bad value -----------------------------------------------
