@@ -116,8 +116,14 @@ class Client:
         least = self.settings.min_interval
         if spec.retry_interval is not None and spec.retry_interval < least:
             raise InvalidParameter("retry-interval", f"must be at least {least:g} s (min_interval)")
+        schedule = spec.schedule
         try:
-            gap = None if spec.parent else _shortest_gap(spec.schedule, _hour())
+            if spec.parent:
+                gap = None
+            elif schedule.cron or schedule.repeat:  # sampled: once an hour per schedule
+                gap = _shortest_gap(schedule, _hour())
+            else:
+                gap = schedule.shortest_gap(datetime.now(UTC))
         except ScheduleError:
             return  # no slots to compare: first_sched says what is wrong with the schedule
         if gap is not None and gap < least:

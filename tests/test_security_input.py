@@ -6,6 +6,8 @@ error messages quote only a prefix of a bad value."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import stat
 import threading
@@ -19,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from celery_dalga.bulk import BadRecord, import_jobs
 from celery_dalga.jobs import Run, job_key
 from celery_dalga.runs import Attempt, Outcome
 from celery_dalga.schedules import (
@@ -341,6 +344,95 @@ def test_the_embedded_brokers_file_is_private(tmp_path, open_umask):
     files = sorted(tmp_path.glob("broker.sqlite3*"))
     assert broker in files
     assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+# -- 6. `dalga import` checks as PUT does ---------------------------------------------------
+
+
+def _import(store, *records, **extra) -> int:
+    lines = "\n".join(json.dumps(record) for record in records)
+    rules = settings_on("sqlite://", unique_table(), **extra)
+    return import_jobs(store, io.StringIO(lines), "jsonl", 65535, progress=False, settings=rules)
+
+
+def _put_error(api, url: str) -> str:
+    answer = api.put(url)
+    assert answer.status_code == 400
+    return answer.get_json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("record", "url"),
+    [
+        ({"interval": "PT0.5S"}, "interval=PT0.5S"),
+        ({"schedule": "R/2030-01-01T00:00:00Z/PT0.5S"}, "schedule=R/2030-01-01T00:00:00Z/PT0.5S"),
+        ({"interval": 60, "retry-interval": "PT0.1S"}, "interval=60&retry-interval=PT0.1S"),
+        ({"parent": "nobody/x"}, "parent=nobody/x"),
+        ({"parent": "p/x"}, "parent=p/x"),
+        ({"interval": 60, "task": "celery.accumulate"}, "interval=60&task=celery.accumulate"),
+        ({"interval": 60, "exchange": "amq.default"}, "interval=60&exchange=amq.default"),
+        ({"cron": "0 0 30 2 *"}, "cron=0 0 30 2 *"),
+    ],
+)
+def test_import_refuses_what_put_refuses_with_the_same_message(any_db_url, make_store, record, url):
+    store = make_store(any_db_url)
+    with api_client(any_db_url) as api:
+        expected = _put_error(api, f"/jobs/p/x?{url}")
+    with pytest.raises(BadRecord) as refused:
+        _import(
+            store, {"path": "ok", "body": "1", "interval": 60}, {"path": "p", "body": "x"} | record
+        )
+    assert str(refused.value) == f"line 2: {expected}"
+    assert store.get("p", "x") is None
+
+
+def test_import_refuses_a_loop_between_lines_and_takes_parents_from_earlier_lines(
+    any_db_url, make_store
+):
+    store = make_store(any_db_url)
+    assert (
+        _import(
+            store,
+            {"path": "a", "body": "1", "interval": 60},
+            {"path": "b", "body": "1", "parent": "a/1"},
+            {"path": "c", "body": "1", "parent": "b/1"},
+        )
+        == 3
+    )
+    assert store.get("c", "1").parent_key == job_key("b", "1")
+    with pytest.raises(BadRecord, match="line 2: parent: the job would depend on itself"):
+        _import(
+            store,
+            {"path": "x", "body": "1", "interval": 60},
+            {"path": "a", "body": "1", "parent": "c/1"},
+        )
+    assert store.get("a", "1").parent_key is None and store.get("x", "1") is None
+
+
+def test_import_leaves_an_existing_job_as_it_is_with_if_absent(any_db_url, make_store):
+    store = make_store(any_db_url)
+    _import(store, {"path": "keep", "body": "1", "interval": 60})
+    kept = store.get("keep", "1")
+    _import(
+        store,
+        {"path": "keep", "body": "1", "interval": 120, "if-absent": True},
+        {"path": "new", "body": "1", "interval": 120, "if-absent": True},
+    )
+    assert store.get("keep", "1") == kept
+    assert store.get("new", "1") is not None
+
+
+def test_import_takes_allowed_tasks_and_exchanges(any_db_url, make_store):
+    store = make_store(any_db_url)
+    written = _import(
+        store,
+        {"path": "t", "body": "1", "interval": 60, "task": "dalga_test.record"},
+        {"path": "e", "body": "1", "interval": 60, "exchange": "jobs"},
+        allowed_tasks="dalga_test.record",
+        allowed_exchanges="jobs",
+        publish_url="amqp://guest:guest@127.0.0.1:5672//",
+    )
+    assert written == 2 and store.get("t", "1").task == "dalga_test.record"
 
 
 # -- 7. errors quote a prefix of a bad value -----------------------------------------------
