@@ -194,10 +194,11 @@ class Client:
             ended = time.monotonic()
             for handle in ok:
                 status = handle.getinfo(pycurl.RESPONSE_CODE)
-                wait = float(max(0, handle.getinfo(pycurl.RETRY_AFTER)))
                 seconds = handle.getinfo(pycurl.TOTAL_TIME)
-                handle.limit.answered(handle.started, seconds, status in CONGESTED)
-                if wait and status in CONGESTED:
+                congested = status in CONGESTED
+                handle.limit.answered(handle.started, seconds, congested)
+                wait = float(max(0, handle.getinfo(pycurl.RETRY_AFTER))) if congested else 0.0
+                if wait:
                     handle.limit.close(wait)
                 answers[handle.index] = Answer(status, f"HTTP {status}", seconds, ended, True, wait)
                 self._release(handle)

@@ -79,7 +79,7 @@ class Limit:
         with self._lock:
             self.in_flight -= 1
             self.down_since = None
-            self._observe(seconds)
+            self._observe(seconds, started + seconds)
             slow = seconds > self.baseline * self.tolerance and seconds > self.baseline + self.slack
             if congested or slow:
                 self._cut(started)
@@ -115,8 +115,7 @@ class Limit:
         self.threshold = self.limit
         self.last_cut = self.clock()
 
-    def _observe(self, seconds: float) -> None:
-        now = self.clock()
+    def _observe(self, seconds: float, now: float) -> None:
         current, previous = self._lowest
         if now - self._window_start > BASELINE_WINDOW:
             current, previous = float("inf"), current
