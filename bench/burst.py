@@ -2,6 +2,7 @@
 
     python bench/burst.py --endpoint small --jobs 1500 --sources /tmp/before .
     python bench/burst.py --endpoint slots --jobs 10000 --sources /tmp/before .
+    python bench/burst.py --runs-per-task 1 --sources /tmp/before   # the one-run-per-task design
     python bench/burst.py --quick
 
 N one-off jobs fall due at one instant; three beats and two prefork workers (-c 8) deliver them
@@ -33,7 +34,9 @@ from bench.common import REDIS, code_of, database, record, source_env  # noqa: E
 from celery_dalga.config import Settings  # noqa: E402
 
 
-def run(kind: str, jobs: int, beats: int, workers: int, source: str | None) -> dict:
+def run(
+    kind: str, jobs: int, beats: int, workers: int, source: str | None, runs_per_task: int
+) -> dict:
     endpoint = Endpoint(small=True) if kind == "small" else Endpoint(slots=20)
     endpoint.sleep = 0.0 if kind == "small" else 0.05
     settings = Settings(
@@ -43,6 +46,7 @@ def run(kind: str, jobs: int, beats: int, workers: int, source: str | None) -> d
         queue=f"burst-{uuid.uuid4().hex[:8]}",
         callback_timeout=10.0,
         lease=60.0,
+        runs_per_task=runs_per_task,
         port=free_port(),
     )
     os.environ.pop("PYTHONPATH", None)
@@ -77,6 +81,7 @@ def run(kind: str, jobs: int, beats: int, workers: int, source: str | None) -> d
         "jobs": jobs,
         "beats": beats,
         "workers": f"{workers} x prefork -c 8",
+        "runs_per_task": runs_per_task,
         "delivered": result.delivered,
         "lost": result.lost,
         "duplicated": result.duplicated,
@@ -96,14 +101,17 @@ def main() -> None:
     parser.add_argument("--beats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sources", nargs="+", default=["."], help="checkouts to run, in turn")
+    parser.add_argument("--runs-per-task", type=int, nargs="+", default=[100])
     parser.add_argument("--quick", action="store_true", help="500 jobs at the small endpoint")
     args = parser.parse_args()
     if args.quick:
         args.endpoint, args.jobs = ["small"], 500
     for kind in args.endpoint:
-        for source in (None if s == "." else s for s in args.sources):
-            print(f"burst: {kind} endpoint, code of {code_of(source)}", file=sys.stderr)
-            record("burst", run(kind, args.jobs, args.beats, args.workers, source))
+        for runs_per_task in args.runs_per_task:
+            for source in (None if s == "." else s for s in args.sources):
+                print(f"burst: {kind} endpoint, code of {code_of(source)}", file=sys.stderr)
+                figures = run(kind, args.jobs, args.beats, args.workers, source, runs_per_task)
+                record("burst", figures)
 
 
 if __name__ == "__main__":

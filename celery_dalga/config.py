@@ -49,7 +49,7 @@ class Settings:
     batch_size: int = 500
     runs_per_task: int = 100
     callback_concurrency: int = 100  # the most calls in flight per destination per process
-    callback_initial_limit: int = 4  # where the adaptive per-destination limit starts
+    callback_initial_limit: int = 1  # where the adaptive per-destination limit starts
     batch_window: float = 0.1
     max_interval: float = 1.0
     max_body: int = 65535

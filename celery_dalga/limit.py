@@ -3,7 +3,8 @@ process: AIMD with a delay signal, as TCP does for packets (docs/design.md, "Del
 adapts").
 
 - It starts at `initial` and doubles each round trip (slow start) until the first sign of
-  congestion, then grows by about one per round trip (additive increase), and only while
+  congestion or the first rise in delay (an answer 1.25x the lowest delay and 4 ms more, as
+  TCP's HyStart), then grows by about one per round trip (additive increase), and only while
   the calls in flight have filled half of it since they last ran out: a destination called
   one at a time does not earn a large limit.
 - It halves on a call that was refused, timed out or answered 429/503 (multiplicative
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 BASELINE_WINDOW = 300.0  # seconds over which the lowest delay is remembered
+RISE = 0.004  # seconds of delay beyond 1.25x the lowest that end slow start
 
 
 @dataclass
@@ -83,7 +85,10 @@ class Limit:
             slow = seconds > self.baseline * self.tolerance and seconds > self.baseline + self.slack
             if congested or slow:
                 self._cut(started)
-            elif self.peak >= self.limit / 2:
+                return
+            if self.limit < self.threshold and seconds > self.baseline * 1.25 + RISE:
+                self.threshold = self.limit  # the delay rises: slow start ends (HyStart)
+            if self.peak >= self.limit / 2:
                 step = 1.0 if self.limit < self.threshold else 1.0 / self.limit
                 self.limit = min(float(self.cap), self.limit + step)
 

@@ -153,3 +153,14 @@ def test_threads_share_a_process_limit_and_never_take_more_than_it():
     for thread in threads:
         thread.join()
     assert len(taken) == 8 and limit.in_flight == 8 and limit.take(1) == 0
+
+
+def test_slow_start_ends_when_the_delay_rises():
+    clock = Clock()
+    limit = Limit(initial=4, cap=100, clock=clock)
+    full_round(limit, clock, 0.010)
+    assert limit.limit == 8
+    full_round(limit, clock, 0.020)  # 2x the lowest and 10 ms more: a queue begins
+    assert limit.threshold == 8 and 8 < limit.limit < 9.5  # from here, one a round
+    full_round(limit, clock, 0.010)
+    assert limit.limit < 10.5
