@@ -7,17 +7,15 @@ import csv
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from itertools import islice
 from typing import IO
 
 from tqdm import tqdm
 
 from celery_dalga.client import Client
-from celery_dalga.config import Settings, load_settings
 from celery_dalga.jobs import job_key
 from celery_dalga.spec import InvalidParameter, JobSpec
-from celery_dalga.store import JobRefused, Store
+from celery_dalga.store import JobRefused
 
 
 class BadRecord(ValueError):
@@ -68,25 +66,19 @@ def chunks(items: Iterable[tuple[int, JobSpec]], size: int) -> Iterator[list[tup
 
 
 def import_jobs(
-    store: Store,
-    stream: IO[str],
-    fmt: str,
-    max_body: int,
-    batch: int = 5000,
-    progress: bool = True,
-    settings: Settings | None = None,
+    client: Client, stream: IO[str], fmt: str, batch: int = 5000, progress: bool = True
 ) -> int:
-    """Write the stream's jobs in transactions of `batch`; returns how many were written.
+    """Write the stream's jobs through the client's store in transactions of `batch`;
+    returns how many were written.
 
-    Jobs are checked by the rules of settings (by default the store's, else the
-    environment's), as PUT checks them; a dependent job's parent must come on an earlier
-    line (or be in the table), and an if-absent job that exists is left as it is.
+    Jobs are checked by the client's rules, as PUT checks them; a dependent job's parent must
+    come on an earlier line (or be in the table), and an if-absent job that exists is left as
+    it is.
     While the database writes one batch (in a writer thread), the next is read and checked.
     Batches before a bad line stay written; every job is whole (never half-written), and
     importing the same file again reschedules the same jobs rather than adding new ones.
     """
-    rules = settings or store.settings or load_settings()
-    client = Client(replace(rules, max_body=max_body), store=store)
+    store = client.store
     written = 0
     with (
         tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar,

@@ -126,11 +126,12 @@ def run_all(settings: Settings, concurrency: int) -> None:
 def import_file(settings: Settings, name: str, fmt: str | None, batch: int) -> int:
     """`dalga import`: schedule every job of the file, with a progress bar on stderr."""
     from celery_dalga.bulk import BadRecord, import_jobs
+    from celery_dalga.client import Client
 
     fmt = fmt or ("csv" if name.endswith(".csv") else "jsonl")
     stream = sys.stdin if name == "-" else open(name, encoding="utf-8", newline="")  # noqa: SIM115
     try:
-        written = import_jobs(store_for(settings), stream, fmt, settings.max_body, batch)
+        written = import_jobs(Client(settings), stream, fmt, batch)
     except BadRecord as exc:
         print(f"dalga import: {exc}; the batches before it were written", file=sys.stderr)
         return 2

@@ -92,6 +92,7 @@ class Policy:
     retries: int | None = None  # retries of one run before it is abandoned; None: no limit
     history_runs: int = 10  # attempts kept per job (0: no history)
     history_ttl: float = 7 * 86400.0  # seconds an attempt is kept at most
+    min_interval: float = 1.0  # a dependent job is woken no sooner after its last attempt
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:

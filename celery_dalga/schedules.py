@@ -17,21 +17,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import isodate
 from croniter import CroniterBadDateError, croniter
 
+from celery_dalga.values import shown
+
 UTC_ZONE = ZoneInfo("UTC")
 MAX_DURATION = timedelta(days=366 * 100)
 MAX_DURATION_TEXT = 64  # the interval column's width
 MAX_CRON_TEXT = 255  # the cron column's width
 REPEAT = re.compile(r"^R(\d{0,10})/([^/]+)/([^/]+)$")
-SHOWN = 100  # characters of a bad value an error message repeats
 
 
 class ScheduleError(ValueError):
     """A schedule string that cannot be understood."""
-
-
-def shown(text: str) -> str:
-    """A value as an error message quotes it: its first SHOWN characters."""
-    return repr(text[:SHOWN]) + ("..." if len(text) > SHOWN else "")
 
 
 @dataclass(frozen=True)

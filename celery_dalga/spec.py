@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from celery_dalga import schedules
-from celery_dalga.schedules import SHOWN, UTC_ZONE, Schedule, ScheduleError, shown
-from celery_dalga.values import parse_bool
+from celery_dalga.schedules import UTC_ZONE, Schedule, ScheduleError
+from celery_dalga.values import SHOWN, parse_bool, shown
 
 SCHEDULE_PARAMETERS = ("interval", "cron", "schedule", "first-run", "one-off", "immediate")
 JOB_PARAMETERS = ("exchange", "task", "parent", "retries", "retry-interval", "epsilon", "if-absent")

@@ -56,8 +56,8 @@ from celery_dalga import runs as protocol
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
 from celery_dalga.runs import RETRY_WAIT, Attempt, Change, Outcome, Policy
-from celery_dalga.schedules import shown
 from celery_dalga.spec import InvalidParameter, JobSpec
+from celery_dalga.values import shown
 
 log = logging.getLogger(__name__)
 
@@ -252,15 +252,8 @@ def make_engine(url: str) -> Engine:
 class Store:
     """The jobs table and the operations on it."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        table: str = "dalga",
-        policy: Policy | None = None,
-        settings: Settings | None = None,
-    ):
+    def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
         self.engine = engine
-        self.settings = settings  # what store_for made it of (dalga import checks by them)
         metadata = MetaData()
         self.table = make_table(metadata, table)
         self.instances = make_instances_table(metadata, table)
@@ -884,7 +877,9 @@ class Store:
 
     def _wake(self, conn: Connection, changes: list[Change], now: datetime) -> None:
         """Make due the dependent jobs the changes name: each parent's first enabled child,
-        and the enabled sibling after each dependent run that ended (one SELECT when none)."""
+        and the enabled sibling after each dependent run that ended (one SELECT when none).
+        One attempted less than min_interval ago is due min_interval from now: a loop of
+        parents left in the table by an older version cannot run hot."""
         t = self.table
         parents = [c.children_of for c in changes if c.children_of]
         woken: list[int] = []
@@ -902,15 +897,24 @@ class Store:
             ).scalar()
             if found is not None:
                 woken.append(found)
-        if woken:
+        if not woken:
+            return
+        spacing = timedelta(seconds=self.policy.min_interval)
+        recent = set(
             conn.execute(
-                update(t)
-                .where(t.c.id.in_(woken))
-                .values(
-                    triggered_at=naive(now),
-                    next_run=func.coalesce(_if_running(t, t.c.next_run), naive(now)),
+                select(t.c.id).where(t.c.id.in_(woken), t.c.last_attempt > naive(now - spacing))
+            ).scalars()
+        )
+        for ids, at in ((set(woken) - recent, now), (recent, now + spacing)):
+            if ids:
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(sorted(ids)))
+                    .values(
+                        triggered_at=naive(at),
+                        next_run=func.coalesce(_if_running(t, t.c.next_run), naive(at)),
+                    )
                 )
-            )
 
     def _update_rows(
         self, conn: Connection, columns: list[str], rows: list[dict[str, Any]]
@@ -984,5 +988,4 @@ def _int(condition: Any) -> Any:
 @lru_cache(maxsize=8)
 def store_for(settings: Settings) -> Store:
     """The process's Store for these settings (one engine and pool per process)."""
-    engine = make_engine(settings.database_url)
-    return Store(engine, settings.table, Policy.from_settings(settings), settings)
+    return Store(make_engine(settings.database_url), settings.table, Policy.from_settings(settings))

@@ -1,5 +1,6 @@
-"""Parsing of the small scalar values users type: booleans."""
+"""The small scalar values users type: booleans, and how an error quotes a bad value."""
 
+SHOWN = 100  # characters of a bad value an error message repeats
 TRUE = {"true", "t", "yes", "on", "1"}
 FALSE = {"false", "f", "no", "off", "0"}
 
@@ -12,4 +13,9 @@ def parse_bool(text: str) -> bool:
         return True
     if word in FALSE:
         return False
-    raise ValueError(f"{text!r} is not a boolean (use true/false, t/f, yes/no, on/off, 1/0)")
+    raise ValueError(f"{shown(text)} is not a boolean (use true/false, t/f, yes/no, on/off, 1/0)")
+
+
+def shown(text: str) -> str:
+    """A value as an error message quotes it: its first SHOWN characters."""
+    return repr(text[:SHOWN]) + ("..." if len(text) > SHOWN else "")

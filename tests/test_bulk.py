@@ -10,6 +10,8 @@ from helpers import settings_on, unique_table
 from processes import dalga_env
 
 from celery_dalga.bulk import BadRecord, import_jobs
+from celery_dalga.client import Client
+from celery_dalga.config import Settings
 from celery_dalga.spec import parse_spec
 
 
@@ -59,9 +61,10 @@ def test_import_json_lines_and_csv(store):
         json.dumps({"path": "p", "body": str(i), "interval": 60, "immediate": True})
         for i in range(1200)
     )
-    assert import_jobs(store, io.StringIO(lines), "jsonl", 65535, batch=500, progress=False) == 1200
+    client = Client(Settings(), store=store)
+    assert import_jobs(client, io.StringIO(lines), "jsonl", batch=500, progress=False) == 1200
     table = "path,body,cron,location\nr,a,0 9 * * *,Europe/Istanbul\nr,b,*/5 * * * *,\n"
-    assert import_jobs(store, io.StringIO(table), "csv", 65535, progress=False) == 2
+    assert import_jobs(client, io.StringIO(table), "csv", progress=False) == 2
     assert len(store.page(limit=2000)) == 1202
     assert store.get("r", "a").location == "Europe/Istanbul"
 
@@ -78,7 +81,7 @@ def test_import_json_lines_and_csv(store):
 def test_a_bad_line_stops_the_import_and_names_the_line(store, bad):
     lines = '{"path": "p", "body": "ok", "interval": 60}\n' + bad + "\n"
     with pytest.raises(BadRecord, match="line 2"):
-        import_jobs(store, io.StringIO(lines), "jsonl", 65535, progress=False)
+        import_jobs(Client(Settings(), store=store), io.StringIO(lines), "jsonl", progress=False)
 
 
 def test_dalga_import_command(mariadb_url, tmp_path):

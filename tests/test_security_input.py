@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from celery_dalga.bulk import BadRecord, import_jobs
+from celery_dalga.client import Client
 from celery_dalga.jobs import Run, job_key
-from celery_dalga.runs import Attempt, Outcome
+from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.schedules import (
     Repeat,
     Schedule,
@@ -106,6 +107,22 @@ def test_a_loop_already_in_the_table_cannot_hang_delete_or_put(any_db_url):
         assert answers[0].status_code == 204
         assert api.get("/jobs/loop/b").status_code == 404
         assert api.get("/jobs/loop/c").status_code == 200
+
+
+def test_a_loop_already_in_the_table_runs_no_faster_than_min_interval(any_db_url, make_store):
+    store = make_store(any_db_url, policy=Policy(min_interval=30))
+    store.put(parse_spec("loop", "a", {"interval": "60", "immediate": "true"}))
+    store.put(parse_spec("loop", "b", {"interval": "60"}))
+    _set_parent(store, "loop/a", "loop/b")  # written by hand, as an older version could
+    _set_parent(store, "loop/b", "loop/a")
+    for body in ("a", "b"):  # a runs, wakes b (its child); b runs, wakes a
+        (run,) = store.claim(10)
+        assert run.body == body
+        assert store.settle([Attempt(run, 200, "HTTP 200", 0.01)]) == [Outcome.DONE]
+    assert store.claim(10) == []  # a ran a moment ago: not due again before 30 s
+    woken = store.get("loop", "a")
+    assert woken.next_run >= store.now() + timedelta(seconds=29)
+    assert woken.triggered_at == woken.next_run
 
 
 def test_a_job_cannot_be_its_own_parent_or_have_a_missing_one(any_db_url):
@@ -351,8 +368,8 @@ def test_the_embedded_brokers_file_is_private(tmp_path, open_umask):
 
 def _import(store, *records, **extra) -> int:
     lines = "\n".join(json.dumps(record) for record in records)
-    rules = settings_on("sqlite://", unique_table(), **extra)
-    return import_jobs(store, io.StringIO(lines), "jsonl", 65535, progress=False, settings=rules)
+    client = Client(settings_on("sqlite://", unique_table(), **extra), store=store)
+    return import_jobs(client, io.StringIO(lines), "jsonl", progress=False)
 
 
 def _put_error(api, url: str) -> str:

@@ -18,7 +18,7 @@ from celery_dalga.config import Settings
 from celery_dalga.instances import Instance, instance_for
 from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
 from celery_dalga.store import JobExists, Store
-from celery_dalga.values import parse_bool
+from celery_dalga.values import parse_bool, shown
 from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
 from webapi import auth
 from webapi.errors import json_error, short
@@ -34,7 +34,7 @@ def _unescape(name: str, segment: str) -> str:
     """A path segment decoded a second time, as Dalga does (Go's url.QueryUnescape: `+` is a
     space, `%xx` a byte; a `%` that starts no escape is an error)."""
     if BAD_ESCAPE.search(segment):
-        raise InvalidParameter(name, f"{short(segment)!r} has a % that starts no %XX escape")
+        raise InvalidParameter(name, f"{shown(segment)} has a % that starts no %XX escape")
     return unquote_plus(segment, errors="strict")
 
 
@@ -57,7 +57,7 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidParameter(name, f"{short(raw)!r} is not an integer") from None
+        raise InvalidParameter(name, f"{shown(raw)} is not an integer") from None
     if not low <= value <= high:
         raise InvalidParameter(name, f"must be between {low} and {high}")
     return value
@@ -188,7 +188,7 @@ def create_app(
         sort_by = request.args.get("sort-by") or "insert-order"
         if sort_by not in SORTS:
             known = ", ".join(SORTS)
-            raise InvalidParameter("sort-by", f"{short(sort_by)!r} is not one of {known}")
+            raise InvalidParameter("sort-by", f"{shown(sort_by)} is not one of {known}")
         after = _int_arg("after", 0, 0, 2**63 - 1)
         if after and sort_by != "insert-order":
             raise InvalidParameter("after", "goes with insert-order; use the cursor")

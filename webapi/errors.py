@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
-SHOWN = 100  # the most characters of a parameter's name or value an error repeats
+from celery_dalga.values import SHOWN
 
 
 def short(text: str, limit: int = SHOWN) -> str:

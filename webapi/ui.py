@@ -16,6 +16,7 @@ from celery_dalga.client import Client, JobNotFound
 from celery_dalga.instances import Instance
 from celery_dalga.spec import PARAMETERS, InvalidParameter
 from celery_dalga.store import JobExists
+from celery_dalga.values import shown
 from celery_dalga.wire import attempt_json, instant
 from webapi.auth import Guard
 from webapi.errors import short
@@ -68,7 +69,7 @@ def register_ui(app: Flask, client: Client, instance: Instance, guard: Guard) ->
         raw = request.args.get("after", "")
         after = int(raw) if raw.isdigit() and len(raw) < 20 else None
         if raw and (after is None or after > LARGEST_ID):
-            message = f"after: {short(raw)!r} is not a job id"
+            message = f"after: {shown(raw)} is not a job id"
             return render_template("ui/error.html", message=message), 400
         page = store.page(path_prefix=prefix, after=(after,) if after else None, limit=PAGE)
         more = None
