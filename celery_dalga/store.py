@@ -52,6 +52,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from celery_dalga import adopt
 from celery_dalga import runs as protocol
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
@@ -295,14 +296,22 @@ class Store:
 
     def create_table(self) -> None:
         """Create the tables (jobs and instances) and their indexes if they are missing, and
-        add the columns that a jobs table made by an earlier version lacks."""
+        add the columns that a jobs table made by an earlier version lacks; adopt Dalga's own
+        table (celery_dalga.adopt)."""
         inspector = inspect(self.engine)
         if inspector.has_table(self.table.name):
-            present = {c["name"] for c in inspector.get_columns(self.table.name)}
-            if "job_key" not in present:
+            present = {c["name"]: c for c in inspector.get_columns(self.table.name)}
+            if adopt.is_dalgas(present):
+                if self.engine.dialect.name not in ("mysql", "mariadb"):
+                    raise TableError(
+                        f"table {self.table.name!r} is Dalga's: it can be adopted on MariaDB "
+                        "or MySQL only"
+                    )
+                adopt.adopt(self.engine, self.table, self.instances)
+            elif "job_key" not in present:
                 raise TableError(
                     f"table {self.table.name!r} is not a celery-dalga jobs table (it has no "
-                    "job_key column: Dalga's own table?); give DALGA_TABLE another name"
+                    "job_key column); give DALGA_TABLE another name"
                 )
         self.table.metadata.create_all(self.engine, checkfirst=True)
         present = {c["name"] for c in inspect(self.engine).get_columns(self.table.name)}
@@ -315,6 +324,14 @@ class Store:
     def check_table(self) -> None:
         """TableError unless the tables exist with every column this version writes."""
         inspector = inspect(self.engine)
+        name = self.table.name
+        if inspector.has_table(name) and adopt.is_dalgas(
+            {c["name"]: c for c in inspector.get_columns(name)}
+        ):
+            raise TableError(
+                f"table {name!r} is Dalga's own (or its adoption was cut short): "
+                "run `dalga create-table` to adopt it"
+            )
         for table in self.table.metadata.sorted_tables:
             if not inspector.has_table(table.name):
                 raise TableError(f"table {table.name!r} does not exist: run `dalga create-table`")

@@ -11,6 +11,8 @@ import requests
 from processes import free_port, start, stop, wait_http
 from sqlalchemy import create_engine, inspect, text
 
+from celery_dalga.jobs import job_key
+
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
 
@@ -176,37 +178,41 @@ def test_an_unknown_section_is_refused_before_anything_starts(tmp_path):
     assert not (tmp_path / "dalga.sqlite3").exists()  # no silent fall-back to SQLite
 
 
-def test_a_table_in_dalgas_own_layout_is_refused(tmp_path, mariadb_url):
+def test_a_table_in_dalgas_own_layout_is_adopted_by_create_table_only(tmp_path, mariadb_url):
+    """Dalga v3's table (no id): `dalga call` (as web and import) refuses it and says what to
+    run; `dalga create-table` adopts it, the job kept."""
     engine = create_engine(mariadb_url)
     table = f"dalga_go_{os.getpid()}"
     with engine.begin() as conn:
         conn.execute(
             text(
-                f"CREATE TABLE {table} (path VARCHAR(255), body VARCHAR(255), "
-                "`interval` VARCHAR(255), location VARCHAR(255), next_run DATETIME, "
-                "next_sched DATETIME, instance_id INT UNSIGNED)"
+                f"CREATE TABLE {table} (path VARCHAR(255) NOT NULL, body VARCHAR(255) NOT NULL, "
+                "`interval` VARCHAR(255) NOT NULL, location VARCHAR(255) NOT NULL, "
+                "next_run DATETIME NULL, next_sched DATETIME NOT NULL, instance_id INT UNSIGNED, "
+                "PRIMARY KEY (path, body), KEY (next_run)) DEFAULT CHARSET=utf8mb4"
             )
         )
-    try:
-        done = subprocess.run(
-            DALGA + ["create-table"],
-            env=clean_env(DALGA_DATABASE_URL=mariadb_url, DALGA_TABLE=table),
-            capture_output=True,
-            text=True,
+        conn.execute(
+            text(
+                f"INSERT INTO {table} VALUES ('hook', 'ü', 'PT1M', '', "
+                "'2030-01-01 00:00:00', '2030-01-01 00:00:00', NULL)"
+            )
         )
-        assert done.returncode == 2 and "not a celery-dalga jobs table" in done.stderr
-        assert {c["name"] for c in inspect(engine).get_columns(table)} == {
-            "path",
-            "body",
-            "interval",
-            "location",
-            "next_run",
-            "next_sched",
-            "instance_id",
-        }
+    env = clean_env(DALGA_DATABASE_URL=mariadb_url, DALGA_TABLE=table)
+    try:
+        refused = subprocess.run(
+            DALGA + ["call", "hook", "ü"], env=env, capture_output=True, text=True
+        )
+        assert refused.returncode == 2 and "run `dalga create-table`" in refused.stderr
+        done = subprocess.run(DALGA + ["create-table"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        with engine.connect() as conn:
+            row = conn.execute(text(f"SELECT id, job_key, `interval`, location FROM {table}")).one()
+        assert tuple(row) == (1, job_key("hook", "ü"), "PT1M", "UTC")
     finally:
         with engine.begin() as conn:
-            conn.execute(text(f"DROP TABLE {table}"))
+            for name in (table, f"{table}_runs", f"{table}_instances"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
 def test_dalga_call_makes_the_callback_once_and_prints_the_outcome(tmp_path, endpoint):

@@ -1,0 +1,281 @@
+"""A Dalga deployment switches in place: `dalga create-table` adopts Dalga's own table (its
+DDL, its rows as Dalga writes them), and `dalga` with Dalga's config runs every job once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import pytest
+from helpers import settings_on
+from processes import free_port, start, stop, wait_http
+from sqlalchemy import create_engine, text
+
+from celery_dalga import adopt
+from celery_dalga.jobs import job_key
+from celery_dalga.store import TableError, store_for
+
+DALGA = [sys.executable, "-m", "celery_dalga.cli"]
+
+INSTANCE = 3141592653  # a Dalga instance id (a random uint32)
+NON_ASCII = "çağrı ü €"
+
+
+def dalga_rows(due: datetime, past: datetime) -> list[tuple]:
+    """(path, body, interval, location, next_run, next_sched, instance_id) as Dalga v4 writes
+    them: '' for a one-off interval and for UTC, next_run NULL when paused, instance_id set
+    while a run is in flight, next_run after next_sched while a failed run waits to retry."""
+    later = due + timedelta(seconds=30)
+    return [
+        ("once", "1", "", "", due, due, None),
+        ("tick", "every 60", "PT60S", "", due, due, None),
+        ("minute", NON_ASCII, "PT1M", "Europe/Istanbul", due, due, None),
+        ("paused", "p", "PT5M", "Europe/Istanbul", None, due, None),
+        ("running", "r", "PT1H", "", past, past, INSTANCE),
+        ("retrying", "x", "PT10M", "", later, due, None),
+    ]
+
+
+@pytest.fixture
+def dalga_table(mariadb_url):
+    """make(due, past) -> the name of a fresh table made and filled as Dalga does it."""
+    engine = create_engine(mariadb_url)
+    names: list[str] = []
+
+    def make(due: datetime, past: datetime) -> str:
+        name = f"dalga_{uuid.uuid4().hex[:8]}"
+        names.append(name)
+        with engine.begin() as conn:
+            for ddl in adopt.DALGA_V4_DDL:
+                conn.execute(text(ddl.format(t=name)))
+            conn.execute(
+                text(f"INSERT INTO `{name}_instances` VALUES (:id, UTC_TIMESTAMP())"),
+                {"id": INSTANCE},
+            )
+            for path, body, interval, location, next_run, next_sched, instance in dalga_rows(
+                due, past
+            ):
+                conn.execute(
+                    text(
+                        f"INSERT INTO `{name}` (path, body, `interval`, location, next_run,"
+                        " next_sched, instance_id) VALUES (:p, :b, :i, :l, :r, :s, :n)"
+                    ),
+                    dict(
+                        p=path,
+                        b=body,
+                        i=interval,
+                        l=location,
+                        r=naive(next_run),
+                        s=naive(next_sched),
+                        n=instance,
+                    ),
+                )
+        return name
+
+    yield make
+    with engine.begin() as conn:
+        for name in names:
+            for table in (name, f"{name}_runs", f"{name}_instances"):
+                conn.execute(text(f"DROP TABLE IF EXISTS `{table}`"))
+    engine.dispose()
+
+
+def naive(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def snapshot(url: str, name: str) -> tuple:
+    """The tables' DDL and every row, to compare before and after."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        ddl = [
+            conn.execute(text(f"SHOW CREATE TABLE `{t}`")).one()[1]
+            for t in (name, f"{name}_instances", f"{name}_runs")
+        ]
+        rows = conn.execute(text(f"SELECT * FROM `{name}` ORDER BY id")).all()
+    engine.dispose()
+    return ddl, rows
+
+
+DUE = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+PAST = datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def stop_instances():
+    from celery_dalga import instances
+
+    yield
+    instances.stop_all()
+
+
+def test_the_upgrade_keeps_every_job_its_next_run_schedule_and_location(
+    dalga_table, mariadb_url, stop_instances
+):
+    from webapi import create_app
+
+    name = dalga_table(DUE, PAST)
+    with create_engine(mariadb_url).connect() as conn:
+        ids = dict(conn.execute(text(f"SELECT path, id FROM `{name}`")).all())
+    settings = settings_on(mariadb_url, name)
+    store = store_for(settings)
+    with pytest.raises(TableError, match="run `dalga create-table`"):
+        store.check_table()
+    store.create_table()
+    store.check_table()
+
+    with store.engine.connect() as conn:
+        keys = conn.execute(text(f"SELECT path, body, job_key FROM `{name}`")).all()
+    assert len(keys) == 6 and all(key == job_key(path, body) for path, body, key in keys)
+    api = create_app(settings, store).test_client()
+    shown = {}
+    for path, body, *_ in dalga_rows(DUE, PAST):
+        answer = api.get(f"/jobs/{quote(path)}/{quote(body)}")
+        assert answer.status_code == 200, answer.json
+        job = answer.json
+        assert job["id"] == ids[path]
+        shown[path] = {k: job[k] for k in ("interval", "location", "next_run", "next_sched")}
+        assert (job["path"], job["body"], job["instance_id"]) == (path, body, None)
+    assert shown == {
+        "once": dict(
+            interval="P0D",
+            location="UTC",
+            next_run="2030-01-02T03:04:05Z",
+            next_sched="2030-01-02T03:04:05Z",
+        ),
+        "tick": dict(
+            interval="PT60S",
+            location="UTC",
+            next_run="2030-01-02T03:04:05Z",
+            next_sched="2030-01-02T03:04:05Z",
+        ),
+        "minute": dict(
+            interval="PT1M",
+            location="Europe/Istanbul",
+            next_run="2030-01-02T06:04:05+03:00",
+            next_sched="2030-01-02T06:04:05+03:00",
+        ),
+        "paused": dict(
+            interval="PT5M",
+            location="Europe/Istanbul",
+            next_run=None,
+            next_sched="2030-01-02T06:04:05+03:00",
+        ),
+        "running": dict(
+            interval="PT1H",
+            location="UTC",
+            next_run="2030-01-01T00:00:00Z",
+            next_sched="2030-01-01T00:00:00Z",
+        ),
+        "retrying": dict(
+            interval="PT10M",
+            location="UTC",
+            next_run="2030-01-02T03:04:35Z",
+            next_sched="2030-01-02T03:04:05Z",
+        ),
+    }
+    once, paused = store.get("once", "1"), store.get("paused", "p")
+    assert once is not None and once.one_off and once.enabled
+    assert paused is not None and not paused.enabled
+    assert api.get("/status").json["total_jobs"] == 6
+    # the table takes new jobs, also one whose (path, body) Dalga's key took for another's
+    assert api.put("/jobs/tick/EVERY%2060?interval=PT1M").status_code == 201
+    assert store.get("tick", "every 60") is not None
+
+
+def test_upgrading_again_changes_nothing(dalga_table, mariadb_url):
+    name = dalga_table(DUE, PAST)
+    store_for(settings_on(mariadb_url, name)).create_table()
+    before = snapshot(mariadb_url, name)
+    store_for(settings_on(mariadb_url, name)).create_table()
+    assert snapshot(mariadb_url, name) == before
+
+
+def test_an_upgrade_cut_short_is_refused_then_finished_by_running_it_again(
+    dalga_table, mariadb_url
+):
+    whole, cut = dalga_table(DUE, PAST), dalga_table(DUE, PAST)
+    store_for(settings_on(mariadb_url, whole)).create_table()
+    store = store_for(settings_on(mariadb_url, cut))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        adopt._drop_foreign_keys(conn, cut)
+        adopt._replace_instances(conn, store.instances)
+        adopt._id_primary_key(conn, cut)
+        adopt._add_columns(conn, store.table)
+        adopt._copy(conn, cut, chunk=2)  # copied; no indexes yet; Dalga's columns still there
+    with pytest.raises(TableError, match="cut short"):
+        store.check_table()
+    store.create_table()
+    (ddl, rows), (whole_ddl, whole_rows) = snapshot(mariadb_url, cut), snapshot(mariadb_url, whole)
+    assert [d.replace(cut, "T") for d in ddl] == [d.replace(whole, "T") for d in whole_ddl]
+    assert rows == whole_rows
+
+
+def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time(
+    tmp_path, dalga_table, mariadb_url, endpoint
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    due, past = now + timedelta(seconds=20), now - timedelta(seconds=30)
+    name = dalga_table(due, past)
+    port = free_port()
+    (tmp_path / "dalga.toml").write_text(
+        "[mysql]\n"
+        'host = "127.0.0.1"\n'
+        "port = 3306\n"
+        f'db = "{mariadb_url.rsplit("/", 1)[1]}"\n'
+        f'table = "{name}"\n'
+        'user = "root"\n'
+        'password = ""\n'
+        "\n[listen]\n"
+        'host = "127.0.0.1"\n'
+        f"port = {port}\n"
+        "\n[endpoint]\n"
+        f'baseURL = "{endpoint.base_url}"\n'
+        'timeout = "5s"\n'
+        "\n[jobs]\n"
+        'scanFrequency = "500ms"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DALGA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    created = subprocess.run(
+        DALGA + ["-config", "dalga.toml", "-create-tables"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert created.returncode == 0, created.stderr
+    assert f"table {name!r} adopted" in created.stderr
+    proc = start(DALGA + ["-config", "dalga.toml"], env, tmp_path, "dalga.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/status", proc, timeout=60)
+        up = datetime.now(UTC)
+        for path in ("once", "tick", "minute", "running", "retrying"):
+            endpoint.wait_for(path, 1, timeout=90)
+        time.sleep(3)
+    finally:
+        code = stop(proc, timeout=30)
+    log = proc.log_path.read_text()
+    assert code == 0, log
+    offset = time.time() - time.monotonic()
+    expected = {  # path: (body, Dalga-Sched, not called before)
+        "once": ("1", due, due),
+        "tick": ("every 60", due, due),
+        "minute": (NON_ASCII, due, due),
+        "running": ("r", past, past),
+        "retrying": ("x", due, due + timedelta(seconds=30)),
+    }
+    for path, (body, sched, earliest) in expected.items():
+        (call,) = endpoint.calls_to(path)
+        called = datetime.fromtimestamp(call.at + offset, UTC)
+        assert call.body == body
+        assert datetime.fromisoformat(call.sched) == sched
+        assert (
+            earliest - timedelta(seconds=0.5) <= called <= max(earliest, up) + timedelta(seconds=15)
+        ), (path, called, earliest, up)
+    assert endpoint.calls_to("paused") == []
