@@ -34,6 +34,13 @@ def aware(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
 
 
+def rfc3339(value: datetime, location: str = "UTC") -> str:
+    """An instant as Dalga writes it (Go's time.RFC3339 layout): on the location's wall clock,
+    in whole seconds (truncated, as Go does), `Z` for a zero offset."""
+    text = value.astimezone(ZoneInfo(location)).replace(microsecond=0).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def schedule_columns(schedule: Schedule) -> dict[str, Any]:
     """The columns that store a schedule."""
     repeat = schedule.repeat
@@ -185,12 +192,18 @@ class Run:
     exchange: str | None = None  # publish to this AMQP exchange instead of calling HTTP
     expires: float | None = None  # seconds the published message lives (the job's interval)
     task: str | None = None  # call this Celery task with the body instead of calling HTTP
+    location: str = "UTC"  # the job's time zone: Dalga-Sched is on its wall clock
 
     @property
     def task_id(self) -> str:
         """Stable for (job, scheduled instant): a re-delivery shows as the same run."""
         kind = "trigger" if self.manual else "sched"
         return f"dalga-{self.key[:16]}-{kind}-{self.sched.strftime('%Y%m%dT%H%M%S.%fZ')}"
+
+    @property
+    def dalga_sched(self) -> str:
+        """The Dalga-Sched header: the instant this run serves, as Dalga writes it."""
+        return rfc3339(self.sched, self.location)
 
     @property
     def idempotency_key(self) -> str:

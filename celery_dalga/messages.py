@@ -35,6 +35,8 @@ BATCH_TASK_NAME = "celery_dalga.http_callbacks"
 LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
 SPREAD = 4  # a batch is cut into at least this many tasks, so that every worker gets some
 SHOWN = 3  # runs a batch task's repr names
+# a Run's optional fields, in its order, with their defaults: a message carries those that differ
+OPTIONAL = {"exchange": None, "expires": None, "task": None, "location": "UTC"}
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,7 @@ def run_task(run: Run) -> Task:
             "key": run.key,
             "token": run.token,
             "manual": run.manual,
-            **({"exchange": run.exchange, "expires": run.expires} if run.exchange else {}),
-            **({"task": run.task} if run.task else {}),
+            **{k: getattr(run, k) for k, v in OPTIONAL.items() if getattr(run, k) != v},
         },
         f"{{'path': {run.path!r}, 'body': {_cut(run.body)!r}, "
         f"'{kind}': '{run.sched.isoformat()}'}}",
@@ -97,8 +98,8 @@ def run_task(run: Run) -> Task:
 
 def batch_task(runs: list[Run], index: int) -> Task:
     """An http_callbacks task: the claim's token and, per run, [job_id, path, body, instant,
-    manual] (and [exchange, expires, task] for a run that publishes to AMQP or calls a
-    task). Flower shows how many runs it carries and the first few."""
+    manual] followed by [exchange, expires, task, location] up to the last one that is not at
+    its default. Flower shows how many runs it carries and the first few."""
     token = runs[0].token
     shown = [f"{_cut(r.path, 60)} {_cut(r.body, 40)}" for r in runs[:SHOWN]]
     return Task(
@@ -107,8 +108,7 @@ def batch_task(runs: list[Run], index: int) -> Task:
         {
             "token": token,
             "runs": [
-                [r.job_id, r.path, r.body, r.sched.isoformat(), r.manual]
-                + ([r.exchange, r.expires, r.task] if r.exchange or r.task else [])
+                [r.job_id, r.path, r.body, r.sched.isoformat(), r.manual, *_optional(r)]
                 for r in runs
             ],
         },
@@ -116,8 +116,18 @@ def batch_task(runs: list[Run], index: int) -> Task:
     )
 
 
+def _optional(run: Run) -> list[Any]:
+    """The run's optional fields, in order, without the trailing ones at their defaults."""
+    values = [getattr(run, name) for name in OPTIONAL]
+    defaults = list(OPTIONAL.values())
+    while values and values[-1] == defaults[len(values) - 1]:
+        values.pop()
+    return values
+
+
 def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
-    """The runs that a task named `name` with these keyword arguments carries."""
+    """The runs that a task named `name` with these keyword arguments carries (also the
+    messages of earlier versions, which carry fewer optional fields)."""
     if name == BATCH_TASK_NAME:
         token = kwargs["token"]
         return [
@@ -129,9 +139,9 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
                 datetime.fromisoformat(at),
                 token,
                 manual,
-                *publish,
+                *optional,
             )
-            for job_id, path, body, at, manual, *publish in kwargs["runs"]
+            for job_id, path, body, at, manual, *optional in kwargs["runs"]
         ]
     return [
         Run(
@@ -142,9 +152,7 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
             datetime.fromisoformat(kwargs["sched"]),
             kwargs["token"],
             kwargs.get("manual", False),
-            kwargs.get("exchange"),
-            kwargs.get("expires"),
-            kwargs.get("task"),
+            **{k: kwargs.get(k, v) for k, v in OPTIONAL.items()},
         )
     ]
 

@@ -78,7 +78,7 @@ class Publisher:
             headers={
                 "interval": run.expires,
                 "published_at": datetime.now(UTC).isoformat(),
-                "dalga-sched": run.sched.isoformat(),
+                "dalga-sched": run.dalga_sched,
                 "dalga-instance": instance_id,
             },
             declare=[],

@@ -54,15 +54,16 @@ def _segment(segment: str) -> str:
 
 
 def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
-    """The POST of a run: its body, Dalga-Sched (the instant it serves), Dalga-Instance (this
-    process) and Idempotency-Key."""
+    """The POST of a run, with Dalga's headers as Dalga writes them (Content-Type, Dalga-Sched:
+    the instant it serves, on the job's wall clock; Dalga-Instance: this process) and an
+    Idempotency-Key."""
     return http.Post(
         callback_url(settings.base_url, run.path),
         http.destination(settings.base_url),
         run.body.encode(),
         (
-            "Content-Type: text/plain; charset=utf-8",
-            "Dalga-Sched: " + run.sched.isoformat().replace("+00:00", "Z"),
+            "Content-Type: text/plain",
+            "Dalga-Sched: " + run.dalga_sched,
             f"Dalga-Instance: {instance_id}",
             "Idempotency-Key: " + run.idempotency_key,
         ),
@@ -259,10 +260,11 @@ def http_callback(
     exchange: str | None = None,
     expires: float | None = None,
     task: str | None = None,
+    location: str = "UTC",
 ) -> str:
     """Deliver one run (a task of one run, or a message queued by an earlier version)."""
     when = datetime.fromisoformat(sched)
-    run = Run(job_id, key, path, body, when, token, manual, exchange, expires, task)
+    run = Run(job_id, key, path, body, when, token, manual, exchange, expires, task, location)
     (outcome,) = deliver(settings_for(self.app), [run], self.app)
     log.info("callback path=%s sched=%s outcome=%s", path, sched, outcome)
     return str(outcome)

@@ -9,11 +9,10 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from celery_dalga.jobs import Job
+from celery_dalga.jobs import Job, rfc3339
 from celery_dalga.runs import RETRY_WAIT
 from celery_dalga.spec import InvalidParameter
 
@@ -22,13 +21,19 @@ LARGEST_ID = 2**63 - 1  # a BIGINT
 LARGEST_LIMIT = 2**31
 
 
-def instant(value: datetime | None, location: str = "UTC") -> str | None:
-    """RFC 3339 on the job's wall clock: `Z` for UTC, an offset elsewhere; fractions of a
-    second only when there are some (Go's RFC 3339 parser takes them)."""
+def instant(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC (`Z`), with fractions of a second when there are some: the history's,
+    the web UI's and Kala's times (Go's RFC 3339 parser takes fractions)."""
     if value is None:
         return None
-    text = value.astimezone(ZoneInfo(location)).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    text = value.astimezone(UTC).isoformat()
+    return text[:-6] + "Z"
+
+
+def job_time(value: datetime | None, location: str) -> str | None:
+    """A job's time as Dalga writes it: on the job's wall clock, whole seconds (the table
+    keeps microseconds)."""
+    return None if value is None else rfc3339(value, location)
 
 
 def dalga_interval(job: Job) -> str:
@@ -53,8 +58,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "body": job.body,
         "interval": dalga_interval(job),
         "location": job.location,
-        "next_run": None if paused else instant(job.next_run, at),
-        "next_sched": instant(job.next_sched, at),
+        "next_run": None if paused else job_time(job.next_run, at),
+        "next_sched": job_time(job.next_sched, at),
         "instance_id": job.instance_id if in_flight else None,
         "id": job.id,
         "cron": job.cron,
@@ -68,12 +73,12 @@ def job_json(job: Job) -> dict[str, Any]:
         "epsilon": job.epsilon,
         "enabled": job.enabled,
         "running": job.running,
-        "triggered_at": instant(job.triggered_at, at),
+        "triggered_at": job_time(job.triggered_at, at),
         "success_count": job.success_count,
         "error_count": job.error_count,
         "attempts": job.attempts,
-        "last_success": instant(job.last_success, at),
-        "last_attempt": instant(job.last_attempt, at),
+        "last_success": job_time(job.last_success, at),
+        "last_attempt": job_time(job.last_attempt, at),
         "last_error": job.last_error,
         "last_duration": job.last_duration,
     }

@@ -18,7 +18,7 @@ if ! pkg-config --exists mysqlclient 2>/dev/null; then
 fi
 
 if [ "$extras" = dev ] && ! command -v go >/dev/null; then
-    echo "installing golang-go (tests/dalga_client, Dalga's Go client, is built with it)"
+    echo "installing golang-go (tests/test_dalga_client.py builds Dalga's Go client with it)"
     apt_install golang-go
 fi
 

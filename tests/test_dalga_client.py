@@ -1,13 +1,19 @@
-"""Dalga v4's Go client, every call, against `dalga run` and against MariaDB with separate
-`dalga web`, `celery beat` and `celery worker` processes (tests/dalga_client)."""
+"""Dalga v4.0.1's own Go client, every method, against `dalga run` and against MariaDB with
+separate `dalga web`, `celery beat` and `celery worker` processes (tests/dalga_real/main.go).
+
+The client is Dalga's, built at test time from its source in the shared folder next to the
+project (../shared/dalga-v4.0.1, or DALGA_TEST_SHARED/dalga-v4.0.1) with Debian's golang-go, in
+a scratch module; without go or the source the tests skip, and under CI=true they fail."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from helpers import settings_on, unique_table
@@ -15,29 +21,51 @@ from processes import celery, dalga_env, free_port, start, stop, wait_http
 
 from celery_dalga.store import store_for
 
-SOURCE = Path(__file__).with_name("dalga_client")
+PROGRAM = Path(__file__).with_name("dalga_real") / "main.go"
+SHARED = Path(os.environ.get("DALGA_TEST_SHARED", Path(__file__).parents[2] / "shared"))
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
+
+
+def _missing(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI=true: required)")
+    pytest.skip(message)
+
+
+def scratch_go_mod(source: Path) -> str:
+    """The go.mod of the scratch module: Dalga's server/go.mod (its require and replace
+    lines) with the replace paths made absolute, another module name and a Go version that
+    has generics."""
+    text = (source / "server" / "go.mod").read_text()
+    text = text.replace("=> ../deps/", f"=> {source}/deps/")
+    text = re.sub(r"^module .*$", "module dalgareal", text, count=1, flags=re.M)
+    return re.sub(r"^go 1\.\d+$", "go 1.19", text, count=1, flags=re.M)
 
 
 @pytest.fixture(scope="session")
 def go_client(tmp_path_factory) -> Path:
-    """The Go program, built with Debian's golang-go (scripts/setup.sh installs it)."""
+    """tests/dalga_real/main.go built with Dalga's client package, offline."""
     go = shutil.which("go")
     if go is None:
-        message = "go is not installed (scripts/setup.sh dev installs golang-go)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    built = tmp_path_factory.mktemp("go") / "dalgaclient"
+        _missing("go is not installed (scripts/setup.sh dev installs golang-go)")
+    source = SHARED / "dalga-v4.0.1"
+    if not (source / "server" / "go.mod").is_file():
+        _missing(f"Dalga's source is not at {source}")
+    work = tmp_path_factory.mktemp("dalgareal")
+    (work / "go.mod").write_text(scratch_go_mod(source))
+    shutil.copy(PROGRAM, work / "main.go")
     env = {
         **os.environ,
-        "GOCACHE": str(built.parent / "cache"),
-        "GOPATH": str(built.parent / "gopath"),
+        "GOCACHE": str(work / "cache"),
+        "GOPATH": str(work / "gopath"),
         "GOFLAGS": "-mod=mod",
-        "GOTOOLCHAIN": "local",
         "GOPROXY": "off",
+        "GOSUMDB": "off",
+        "GOTOOLCHAIN": "local",
+        "GOWORK": "off",
     }
-    subprocess.run([go, "build", "-o", str(built), "."], cwd=SOURCE, env=env, check=True)
+    built = work / "dalgareal"
+    subprocess.run([go, "build", "-o", str(built), "."], cwd=work, env=env, check=True)
     return built
 
 
@@ -68,7 +96,7 @@ def test_every_call_against_dalga_run(go_client, tmp_path):
         out = run_client(go_client, f"http://127.0.0.1:{port}", callbacks)
     finally:
         assert stop(proc) == 0, proc.log_path.read_text()
-    assert "1 instance(s)" in out  # `dalga run` is one instance: API, beat and worker
+    assert "TotalInstances:1 " in out  # `dalga run` is one instance: API, beat and worker
 
 
 def test_every_call_against_mariadb_and_separate_processes(

@@ -86,11 +86,27 @@ def test_a_job_with_an_exchange_publishes_instead_of_calling(make_stack, rabbitm
     assert (routing_key, body) == ("feeds.rss", "42")
     assert properties["delivery_mode"] == 2 and properties["expiration"] == "2000"
     assert properties["content_type"] == "application/octet-stream"
-    assert headers["interval"] == 2.0 and headers["dalga-sched"]
+    assert headers["interval"] == 2.0 and headers["dalga-sched"] == resp.get_json()["next_sched"]
     consumer.wait_for(2, timeout=15)
     assert stack.endpoint.calls == []  # nothing went over HTTP
     job = stack.store.get("feeds.rss", "42")
     assert job.success_count >= 1 and job.error_count == 0
+
+
+def test_the_global_exchange_publishes_as_a_jobs_own_exchange_does(
+    make_stack, rabbitmq_url, exchange
+):
+    """DALGA_PUBLISH_EXCHANGE: every job publishes, expiring after its interval, with the
+    `interval` header and `dalga-sched` as the callback has it (Dalga's RFC 3339)."""
+    name, consumer = exchange
+    stack = make_stack(publish_url=rabbitmq_url, publish_exchange=name)
+    resp = stack.api.put("/jobs/feeds.atom/7?interval=2&immediate=true&location=Europe/Istanbul")
+    routing_key, body, properties, headers = consumer.wait_for(1)[0]
+    assert (routing_key, body) == ("feeds.atom", "7")
+    assert properties["expiration"] == "2000" and headers["interval"] == 2.0
+    assert headers["dalga-sched"] == resp.get_json()["next_sched"]
+    assert headers["dalga-sched"].endswith("+03:00")
+    assert stack.endpoint.calls == []
 
 
 def test_a_message_no_queue_takes_is_retried_with_backoff(make_stack, rabbitmq_url, exchange):
@@ -166,5 +182,7 @@ def test_two_beats_and_a_rabbitmq_restart_lose_nothing(
         by_run[(routing_key, body)].add(properties["message_id"])
     assert all(len(ids) == 1 for k, ids in by_run.items() if k[0] == "once")  # retries: same key
     assert {b for k, b in by_run if k == "every"} == {str(i) for i in range(10)}
+    every = [(p, h) for k, _, p, h in consumer.got() if k == "every"]
+    assert all(p["expiration"] == "2000" and h["interval"] == 2.0 for p, h in every)
     assert failures > 0  # the restart was felt, and the runs it failed were retried
     assert codes == [0, 0, 0]

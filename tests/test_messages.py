@@ -143,3 +143,44 @@ def test_callbacks_arrive_through_rabbitmq(make_stack, rabbitmq_url):
         assert stack.api.put(f"/jobs/rabbit/{i}?one-off=true&immediate=true").status_code == 201
     calls = stack.endpoint.wait_for("rabbit", 5)
     assert sorted(c.body for c in calls) == [str(i) for i in range(5)]
+
+
+def test_a_run_carries_its_location_and_expires_and_old_messages_still_decode():
+    """Optional fields travel only when they differ from the defaults, so a UTC run without
+    an exchange is the message of earlier versions; and their messages decode (location
+    UTC)."""
+    sched = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    plain = Run(1, job_key("feeds", "1"), "feeds", "1", sched, "t" * 32)
+    old_keys = "path body sched job_id key token manual"
+    assert sorted(messages.run_task(plain).kwargs) == sorted(old_keys.split())
+    located = replace(plain, expires=300.0, location="Europe/Istanbul")
+    for task in (messages.run_task(located), messages.batch_task([located, plain], 0)):
+        decoded = messages.runs_of(task.name, json.loads(json.dumps(task.kwargs)))
+        assert decoded[0] == located and decoded[0].dalga_sched == "2026-11-23T15:00:00+03:00"
+    old_run = [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", False]
+    assert messages.batch_task([located, plain], 0).kwargs["runs"][1] == old_run
+    old_single = {  # an http_callback of an exchange job, as the version before wrote it
+        "path": "feeds",
+        "body": "1",
+        "sched": "2026-11-23T12:00:00.123456+00:00",
+        "job_id": 1,
+        "key": plain.key,
+        "token": "t" * 32,
+        "manual": False,
+        "exchange": "jobs",
+        "expires": 60.0,
+    }
+    (run,) = messages.runs_of(messages.TASK_NAME, old_single)
+    assert run == replace(plain, exchange="jobs", expires=60.0)
+    assert run.dalga_sched == "2026-11-23T12:00:00Z"
+    old_batch = {
+        "token": "t" * 32,
+        "runs": [
+            [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", False],
+            [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", True, "jobs", 60.0, None],
+        ],
+    }
+    assert messages.runs_of(messages.BATCH_TASK_NAME, old_batch) == [
+        plain,
+        replace(plain, manual=True, exchange="jobs", expires=60.0),
+    ]

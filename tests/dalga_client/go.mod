@@ -1,3 +1,0 @@
-module celerydalga/tests/dalgaclient
-
-go 1.19
