@@ -30,7 +30,7 @@ def dalga_rows(due: datetime, past: datetime) -> list[tuple]:
     """(path, body, interval, location, next_run, next_sched, instance_id) as Dalga v4 writes
     them: '' for a one-off interval and for UTC, next_run NULL when paused, instance_id set
     while a run is in flight, next_run after next_sched while a failed run waits to retry."""
-    later = due + timedelta(seconds=30)
+    later = due + timedelta(seconds=5)
     return [
         ("once", "1", "", "", due, due, None),
         ("tick", "every 60", "PT60S", "", due, due, None),
@@ -175,7 +175,7 @@ def test_the_upgrade_keeps_every_job_its_next_run_schedule_and_location(
         "retrying": dict(
             interval="PT10M",
             location="UTC",
-            next_run="2030-01-02T03:04:35Z",
+            next_run="2030-01-02T03:04:10Z",
             next_sched="2030-01-02T03:04:05Z",
         ),
     }
@@ -268,7 +268,7 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
         "tick": ("every 60", due, due),
         "minute": (NON_ASCII, due, due),
         "running": ("r", past, past),
-        "retrying": ("x", due, due + timedelta(seconds=30)),
+        "retrying": ("x", due, due + timedelta(seconds=5)),
     }
     for path, (body, sched, earliest) in expected.items():
         (call,) = endpoint.calls_to(path)
@@ -279,3 +279,71 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
             earliest - timedelta(seconds=0.5) <= called <= max(earliest, up) + timedelta(seconds=15)
         ), (path, called, earliest, up)
     assert endpoint.calls_to("paused") == []
+
+
+# README's "Going back to Dalga", for table {t}
+GOING_BACK = [
+    "DELETE FROM `{t}` WHERE cron IS NOT NULL OR `repeat` IS NOT NULL OR parent_key IS NOT NULL",
+    "UPDATE `{t}` SET `interval` = '' WHERE one_off OR `interval` IS NULL",
+    "UPDATE `{t}` SET `interval` = CONCAT('PT', `interval`, 'S')"
+    " WHERE `interval` REGEXP '^[0-9]+$'",
+    "UPDATE `{t}` SET location = IF(location = 'UTC', '', location), instance_id = NULL,"
+    " next_run = IF(enabled, next_run, NULL),"
+    " next_sched = COALESCE(next_sched, next_run, UTC_TIMESTAMP())",
+    "ALTER TABLE `{t}` DROP INDEX job_key, DROP INDEX ix_{t}_next_run,"
+    " DROP INDEX ix_{t}_parent_key, DROP INDEX ix_{t}_path_id, DROP COLUMN job_key,"
+    " DROP COLUMN cron, DROP COLUMN `repeat`, DROP COLUMN one_off, DROP COLUMN exchange,"
+    " DROP COLUMN task, DROP COLUMN parent_key, DROP COLUMN retries, DROP COLUMN retry_interval,"
+    " DROP COLUMN epsilon, DROP COLUMN enabled, DROP COLUMN triggered_at, DROP COLUMN token,"
+    " DROP COLUMN attempts, DROP COLUMN success_count, DROP COLUMN error_count,"
+    " DROP COLUMN last_success, DROP COLUMN last_attempt, DROP COLUMN last_error,"
+    " DROP COLUMN last_duration, DROP COLUMN created_at,"
+    " MODIFY `interval` VARCHAR(255) NOT NULL, MODIFY next_run DATETIME NULL,"
+    " MODIFY next_sched DATETIME NOT NULL, MODIFY instance_id INT UNSIGNED NULL,"
+    " DROP PRIMARY KEY, ADD PRIMARY KEY (path, body), ADD UNIQUE KEY id (id),"
+    " ADD KEY next_run (next_run)",
+    "DROP TABLE `{t}_instances`, `{t}_runs`",
+    "CREATE TABLE `{t}_instances` (id INT UNSIGNED NOT NULL, updated_at DATETIME NOT NULL,"
+    " PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "ALTER TABLE `{t}` ADD FOREIGN KEY (instance_id) REFERENCES `{t}_instances` (id)"
+    " ON DELETE SET NULL",
+]
+
+
+def dalga_shape(conn, name: str) -> tuple:
+    """A table's columns (name, type, nullable) and indexes (name, unique, columns), in any
+    order, the table's name left out."""
+    columns = conn.execute(
+        text(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :t"
+        ),
+        {"t": name},
+    ).all()
+    indexes = conn.execute(
+        text(
+            "SELECT INDEX_NAME, NON_UNIQUE, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX)"
+            " FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()"
+            " AND TABLE_NAME = :t GROUP BY INDEX_NAME, NON_UNIQUE"
+        ),
+        {"t": name},
+    ).all()
+    return sorted(map(tuple, columns)), sorted(map(tuple, indexes))
+
+
+def test_going_back_as_the_readme_says_gives_dalga_its_table_and_jobs(dalga_table, mariadb_url):
+    adopted, untouched = dalga_table(DUE, PAST), dalga_table(DUE, PAST)
+    store_for(settings_on(mariadb_url, adopted)).create_table()
+    engine = create_engine(mariadb_url)
+    columns = "id, path, body, `interval`, location, next_run, next_sched"
+    with engine.begin() as conn:
+        for statement in GOING_BACK:
+            conn.execute(text(statement.format(t=adopted)))
+        assert dalga_shape(conn, adopted) == dalga_shape(conn, untouched)
+        back, before = (
+            conn.execute(text(f"SELECT {columns}, instance_id FROM `{t}` ORDER BY id")).all()
+            for t in (adopted, untouched)
+        )
+    engine.dispose()
+    assert [row[:-1] for row in back] == [row[:-1] for row in before]
+    assert all(row.instance_id is None for row in back)

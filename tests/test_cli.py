@@ -201,10 +201,12 @@ def test_a_table_in_dalgas_own_layout_is_adopted_by_create_table_only(tmp_path, 
     env = clean_env(DALGA_DATABASE_URL=mariadb_url, DALGA_TABLE=table)
     try:
         refused = subprocess.run(
-            DALGA + ["call", "hook", "ü"], env=env, capture_output=True, text=True
+            DALGA + ["call", "hook", "ü"], cwd=tmp_path, env=env, capture_output=True, text=True
         )
         assert refused.returncode == 2 and "run `dalga create-table`" in refused.stderr
-        done = subprocess.run(DALGA + ["create-table"], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            DALGA + ["create-table"], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         with engine.connect() as conn:
             row = conn.execute(text(f"SELECT id, job_key, `interval`, location FROM {table}")).one()
@@ -267,3 +269,112 @@ def test_only_create_table_and_run_create_tables(tmp_path):
         assert done.returncode == 2 and "dalga create-table" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not inspect(create_engine(f"sqlite:///{tmp_path}/dalga.sqlite3")).get_table_names()
+
+
+def test_the_rabbitmq_era_flags_run_dalga_web_and_the_2013_routes(tmp_path, mariadb_url):
+    """Nov 2014's `dalga -mysql-* -http-* -create-table`, then `dalga -mysql-* -http-port`:
+    the table, the port and the 2013 /schedule and /cancel routes."""
+    port, table = free_port(), f"dalga_flags_{os.getpid()}"
+    flags = ["-mysql-host", "127.0.0.1", "-mysql-db", mariadb_url.rsplit("/", 1)[1]]
+    flags += ["-mysql-table", table, "-mysql-user", "root", "-mysql-password", ""]
+    created = subprocess.run(
+        DALGA + [*flags, "-create-table"], cwd=tmp_path, env=clean_env(), capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    assert inspect(create_engine(mariadb_url)).has_table(table)
+    proc = start(DALGA + [*flags, "-http-port", str(port), "web"], clean_env(), tmp_path, "w.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/status", proc)
+        form = {"routing_key": "check_feed", "body": "1234", "interval": "60"}
+        scheduled = requests.post(url + "/schedule", data=form, timeout=5)
+        assert scheduled.status_code == 200 and scheduled.json()["interval"] == "PT60S"
+        assert requests.get(url + "/jobs/check_feed/1234", timeout=5).status_code == 200
+        refused = requests.get(url + "/schedule", params=form, timeout=5)
+        assert refused.status_code == 405 and "POST" in refused.json()["error"]
+        gone = requests.post(url + "/cancel?routing_key=check_feed&body=1234", timeout=5)
+        assert gone.status_code == 200 and gone.text == ""
+        assert requests.get(url + "/jobs/check_feed/1234", timeout=5).status_code == 404
+    finally:
+        assert stop(proc) == 0
+        with create_engine(mariadb_url).begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["-http-port", "eighty"], "[http] port"),
+        (["-http-port", "99999999999999999999"], "[http] port"),
+        (["-mysql-port", "-1"], "port number"),
+        (["-rabbitmq-port", "5672x"], "port number"),
+    ],
+)
+def test_a_bad_rabbitmq_era_flag_is_a_clear_error(tmp_path, argv, named):
+    done = subprocess.run(
+        DALGA + [*argv, "web"], cwd=tmp_path, env=clean_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "dalga.sqlite3").exists()
+
+
+def test_the_2013_short_flags_and_the_rabbitmq_flags_turn_on_the_exchange_mode():
+    from celery_dalga.cli import legacy_flags, parser
+
+    args = parser().parse_args(["-c", "dalga.ini", "-t", "-d"])
+    assert (args.config, args.create_table, args.debug) == ("dalga.ini", True, True)
+    args = parser().parse_args(["-rabbitmq-exchange", "", "web", "-rabbitmq-host", "mq"])
+    assert legacy_flags(args) == {"rabbitmq": {"exchange": "", "host": "mq"}}
+    twice = parser().parse_args(["-mysql-host", "a", "-mysql-host", "b"])
+    assert legacy_flags(twice) == {"mysql": {"host": "b"}}  # the last, as Go's flag package
+
+
+def test_dalga_reads_dalga_toml_or_yaml_as_dalga_does(tmp_path, mariadb_url):
+    """No -config: ./dalga.toml, as Dalga v4 (logged); -config dalga.yaml: YAML."""
+    db, table = mariadb_url.rsplit("/", 1)[1], f"dalga_toml_{os.getpid()}"
+    (tmp_path / "dalga.toml").write_text(f'[mysql]\ndb = "{db}"\ntable = "{table}"\n')
+    (tmp_path / "dalga.yaml").write_text(f"mysql:\n  db: {db}\n  table: {table}_y\n")
+    runs = [
+        (["-create-tables"], "dalga.toml", table),
+        (["-c", "dalga.yaml", "-t"], "dalga.yaml", table + "_y"),
+    ]
+    try:
+        for argv, name, made in runs:
+            done = subprocess.run(
+                DALGA + argv, cwd=tmp_path, env=clean_env(), capture_output=True, text=True
+            )
+            assert done.returncode == 0, done.stderr
+            assert f"config file {tmp_path / name}" in done.stderr
+            assert inspect(create_engine(mariadb_url)).has_table(made)
+        assert not (tmp_path / "dalga.sqlite3").exists()
+    finally:
+        with create_engine(mariadb_url).begin() as conn:
+            for name in (table, table + "_y"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def test_a_one_off_job_missed_by_more_than_its_epsilon_is_not_sent(tmp_path, endpoint):
+    """End to end with `dalga run`: a one-off 11 s late with epsilon=5 stays, disabled, and
+    is never called; one with epsilon=60 is called."""
+    from datetime import UTC, datetime, timedelta
+
+    port = free_port()
+    env = clean_env(
+        DALGA_BASE_URL=endpoint.base_url, DALGA_PORT=str(port), DALGA_MAX_INTERVAL="0.2"
+    )
+    proc = start(DALGA + ["run"], env, tmp_path, "run.log")
+    url = f"http://127.0.0.1:{port}"
+    past = (datetime.now(UTC) - timedelta(seconds=11)).isoformat(timespec="seconds")
+    try:
+        wait_http(url + "/status", proc)
+        for path, epsilon in (("late", 5), ("ok", 60)):
+            params = {"one-off": "true", "first-run": past, "epsilon": str(epsilon)}
+            assert requests.put(f"{url}/jobs/{path}/1", params=params, timeout=5).ok
+        endpoint.wait_for("ok", 1, timeout=30)
+        job = requests.get(url + "/jobs/late/1", timeout=5).json()
+        assert job["enabled"] is False and job["next_run"] is None
+        assert "epsilon" in job["last_error"] and endpoint.calls_to("late") == []
+        assert requests.get(url + "/jobs/ok/1", timeout=5).status_code == 404  # done, deleted
+    finally:
+        assert stop(proc) == 0
