@@ -17,6 +17,13 @@ from celery_dalga.config import ConfigError, Settings, load_settings, redacted
 from celery_dalga.store import TableError, store_for
 
 log = logging.getLogger("celery_dalga.cli")
+# The RabbitMQ-era Dalga's flags (Nov 2014): -mysql-host and so on, read as the sections of
+# its config file would be.
+LEGACY_FLAGS = {
+    "mysql": ("host", "port", "db", "table", "user", "password"),
+    "rabbitmq": ("host", "port", "vhost", "exchange", "user", "password"),
+    "http": ("host", "port"),
+}
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -27,8 +34,10 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         "-config",
+        "-c",
         metavar="FILE",
-        help="celery-dalga's INI ([dalga]) or Dalga's dalga.ini / dalga.toml",
+        help="celery-dalga's INI ([dalga]) or Dalga's dalga.ini / dalga.toml / dalga.yaml "
+        "(default: ./dalga.toml if there is one)",
         **keep,
     )
     p.add_argument(
@@ -36,17 +45,36 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
         "-create-table",
         "--create-tables",
         "-create-tables",
+        "-t",
         action="store_true",
         help="create the tables and exit (Dalga's spellings)",
         **keep,
     )
     p.add_argument("--host", "-host", help="API listen address (default 127.0.0.1)", **keep)
     p.add_argument("--port", "-port", type=int, help="API port (default 34006)", **keep)
-    p.add_argument("--debug", "-debug", action="store_true", help="log at DEBUG", **keep)
+    p.add_argument("--debug", "-debug", "-d", action="store_true", help="log at DEBUG", **keep)
     p.add_argument(
         "--version", "-version", action="version", version=f"dalga (celery-dalga) {__version__}"
     )
+    legacy = p.add_argument_group(
+        "the RabbitMQ-era Dalga's flags",
+        "as its config file's sections; a -rabbitmq-* flag turns on the exchange mode",
+    )
+    for section, keys in LEGACY_FLAGS.items():
+        for key in keys:
+            legacy.add_argument(f"-{section}-{key}", dest=f"{section}_{key}", metavar="V", **keep)
     return p
+
+
+def legacy_flags(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """The RabbitMQ-era flags given, as config sections: {"mysql": {"host": ...}}."""
+    sections: dict[str, dict[str, str]] = {}
+    for section, keys in LEGACY_FLAGS.items():
+        for key in keys:
+            value = getattr(args, f"{section}_{key}", None)
+            if value is not None:
+                sections.setdefault(section, {})[key] = value
+    return sections
 
 
 def parser() -> argparse.ArgumentParser:
@@ -183,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        settings = load_settings(args.config, overrides=overrides)
+        settings = load_settings(args.config, overrides=overrides, flags=legacy_flags(args))
         log.debug("settings %s", redacted(settings))
         log.info(
             "jobs in %s, table %r",

@@ -1,24 +1,32 @@
 """One Settings object, read from defaults < config file < DALGA_* environment < Celery keys.
 
-The config file is celery-dalga's INI (a [dalga] section) or Dalga's own dalga.ini or
-dalga.toml (celery_dalga.dalga_config); Dalga's DALGA_<SECTION>_<KEY> variables are read too.
+The config file is celery-dalga's INI (a [dalga] section) or Dalga's own dalga.ini,
+dalga.toml or dalga.yaml (celery_dalga.dalga_config); Dalga's DALGA_<SECTION>_<KEY>
+variables are read too.
 """
 
 from __future__ import annotations
 
 import configparser
 import dataclasses
+import logging
 import os
 import tomllib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+import yaml
+
+from celery_dalga import dalga_config
 from celery_dalga.dalga_config import DalgaConfigError, sections_from_env, settings_from_sections
 from celery_dalga.values import parse_bool
 
 ENV_PREFIX = "DALGA_"
 CONF_PREFIX = "dalga_"
+DEFAULT_FILE = "dalga.toml"  # Dalga v3/v4's -config default, in the working directory
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -94,10 +102,10 @@ class Settings:
 
 
 def _convert(name: str, kind: type, value: Any) -> Any:
-    if not isinstance(value, str):
-        return kind(value)
+    if not isinstance(value, str | int | float):  # bool is an int
+        raise ConfigError(f"setting {name}: {value!r} is not a text, number or boolean")
     try:
-        if kind is bool:
+        if kind is bool and isinstance(value, str):
             return parse_bool(value)
         return kind(value)
     except ValueError as exc:
@@ -119,15 +127,32 @@ def load_settings(
     config_file: str | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Settings:
-    """Build Settings: defaults, then the config file, then Dalga's environment, then
-    celery-dalga's DALGA_* environment, then overrides."""
+    """Build Settings: defaults (Dalga's, when the file is Dalga's: it holds more than a
+    [dalga] section, or nothing), then the config file (given, else DALGA_CONFIG, else
+    ./dalga.toml if there is one), then Dalga's environment, then celery-dalga's DALGA_*
+    environment, then Dalga's command-line flags as sections ({"mysql": {"host": ...}}),
+    then overrides."""
     env = os.environ if env is None else env
     values: dict[str, Any] = {}
-    config_file = config_file or env.get("DALGA_CONFIG")
+    config_file = config_file or env.get("DALGA_CONFIG") or _default_file()
+    sections: dict[str, Any] = {}
     if config_file:
-        values.update(_from_file(config_file))
-    values.update(_dalga(sections_from_env(env), "the environment"))
+        sections = _read_file(config_file)
+        log.info("config file %s", os.path.abspath(config_file))
+        if {str(k).lower() for k in sections} != {"dalga"}:
+            values.update(dalga_config.DEFAULTS)
+    theirs = {k: v for k, v in sections.items() if str(k).lower() != "dalga"}
+    values.update(_dalga(theirs, str(config_file)))
+    for name, section in sections.items():
+        if str(name).lower() == "dalga":
+            if not isinstance(section, Mapping):
+                raise ConfigError(f"[{name}] in {config_file} is not a section of keys")
+            ours = {str(k).lower(): v for k, v in section.items()}
+            values.update(_typed(ours, str(config_file)))
+    from_dalga_env = sections_from_env(env)
+    values.update(_dalga(from_dalga_env, "the environment", [theirs]))
     names = {f.name for f in fields(Settings)}
     from_env = {
         k[len(ENV_PREFIX) :].lower(): v
@@ -135,17 +160,48 @@ def load_settings(
         if k.startswith(ENV_PREFIX) and k[len(ENV_PREFIX) :].lower() in names
     }
     values.update(_typed(from_env, "environment"))
+    values.update(_dalga(flags or {}, "the command line", [theirs, from_dalga_env]))
     values.update(_typed(dict(overrides or {}), "overrides"))
     return Settings(**values)
 
 
-def _from_file(name: str) -> dict[str, Any]:
-    """The values of a config file: TOML when it is named *.toml, else INI (gcfg's dialect:
-    ; and # comments, values optionally in double quotes)."""
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (Go's yaml, which
+    Dalga reads YAML with, refuses it too)."""
+
+
+def _once_each(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    names = Counter(key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode))
+    for name, count in names.items():
+        if count > 1:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {name[:40]!r} given {count} times", node.start_mark
+            )
+    return loader.construct_mapping(node)
+
+
+_YamlLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _once_each)
+
+
+def _default_file() -> str | None:
+    """./dalga.toml when it exists, as Dalga reads it without -config (Dalga stops when it is
+    missing; celery-dalga goes on with its own defaults)."""
+    return DEFAULT_FILE if os.path.isfile(DEFAULT_FILE) else None
+
+
+def _read_file(name: str) -> dict[str, Any]:
+    """The sections of a config file: TOML when it is named *.toml, YAML when *.yaml or *.yml
+    (as Dalga reads them), else INI (gcfg's dialect: ; and # comments, values optionally in
+    double quotes)."""
     try:
         if name.endswith(".toml"):
             with open(name, "rb") as file:
                 sections = tomllib.load(file)
+        elif name.endswith((".yaml", ".yml")):
+            with open(name, encoding="utf-8") as file:
+                sections = yaml.load(file, Loader=_YamlLoader) or {}  # a SafeLoader
+            if not isinstance(sections, dict):
+                raise ConfigError(f"config file {name} is not a mapping of sections")
         else:
             parser = configparser.ConfigParser(
                 interpolation=None, inline_comment_prefixes=(";", "#")
@@ -157,22 +213,27 @@ def _from_file(name: str) -> dict[str, Any]:
                 section: {k: _unquote(v) for k, v in parser[section].items()}
                 for section in parser.sections()
             }
-    except (OSError, tomllib.TOMLDecodeError, configparser.Error) as exc:
+    except (
+        OSError,
+        UnicodeDecodeError,
+        RecursionError,
+        tomllib.TOMLDecodeError,
+        yaml.YAMLError,
+        configparser.Error,
+    ) as exc:
         raise ConfigError(f"cannot read config file {name}: {exc}") from None
-    ours = {k: v for k, v in sections.items() if k.lower() == "dalga"}
-    values = _dalga({k: v for k, v in sections.items() if k.lower() != "dalga"}, name)
-    for section in ours.values():
-        values.update(_typed({k.lower(): v for k, v in section.items()}, name))
-    return values
+    return sections
 
 
 def _unquote(value: str) -> str:
     return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
 
 
-def _dalga(sections: Mapping[str, Mapping[str, Any]], source: str) -> dict[str, Any]:
+def _dalga(
+    sections: Mapping[str, Any], source: str, below: list[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     try:
-        return settings_from_sections(sections, source)
+        return settings_from_sections(sections, source, below or [])
     except DalgaConfigError as exc:
         raise ConfigError(str(exc)) from None
 

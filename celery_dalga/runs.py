@@ -22,7 +22,7 @@ class Outcome(StrEnum):
     """What became of a due row or of a delivered run."""
 
     RELEASED = "released"  # due, but the job is paused: the row is let go, nothing is sent
-    SKIPPED = "skipped"  # missed by more than epsilon: moved to its next slot, nothing sent
+    SKIPPED = "skipped"  # missed by more than epsilon: next slot (one-off: disabled), not sent
     STALE = "stale"  # the run is no longer the row's (re-claimed, deleted or released)
     DONE = "done"  # delivered; the job has its next run
     DELETED = "deleted"  # delivered; the job is gone (one-off, 204, or no slots left)
@@ -134,7 +134,21 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
         return Run(job.id, job.key, job.path, job.body, triggered, token, True, *kind)
     if not job.enabled or sched is None:
         return Change(Outcome.RELEASED, {"token": None, "next_run": None, "attempts": 0})
-    if policy.epsilon and not job.one_off and now - sched > timedelta(seconds=policy.epsilon):
+    epsilon = job.epsilon if job.one_off else policy.epsilon  # the global one: periodic only
+    if epsilon and now - sched > timedelta(seconds=epsilon):
+        if job.one_off:  # disabled, not deleted: the caller sees that it did not run
+            late = (now - sched).total_seconds()
+            return Change(
+                Outcome.SKIPPED,
+                {
+                    "token": None,
+                    "enabled": False,
+                    "next_run": now if triggered else None,  # a pending trigger still runs
+                    "attempts": 0,
+                    "last_error": f"not sent: {late:.0f} s late, more than its epsilon "
+                    f"({epsilon:g} s)",
+                },
+            )
         nxt = job.schedule.next(sched, now, policy.fixed_intervals)
         if nxt is None:
             return Change(Outcome.SKIPPED, delete=True)

@@ -118,9 +118,11 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        """A cursor from its text; a 400 (InvalidParameter) for anything else."""
+        """A cursor from its text; a 400 (InvalidParameter) for anything else. A space is
+        the `+` of a cursor that Dalga's client sent without escaping it (its ListContinue
+        writes `?cursor=` + the cursor): base64 has no spaces."""
         try:
-            fields = json.loads(base64.b64decode(text, validate=True))
+            fields = json.loads(base64.b64decode(text.replace(" ", "+"), validate=True))
             sort_by, last, path = fields["SortBy"], str(fields["LastValue"]), fields["Path"]
             if sort_by not in SORTS or not isinstance(path, str):
                 raise ValueError(sort_by)

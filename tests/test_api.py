@@ -127,6 +127,49 @@ def test_dalgas_listing_with_sort_by_reverse_limit_and_continue(api):
     assert len(api.get("/jobs?limit=0").get_json()["jobs"]) == 5  # 0: the largest page
 
 
+def test_dalgas_client_list_with_an_empty_path_lists_every_path(api):
+    """Dalga's client.List(ctx, "", "", false, 0) sends every parameter, empty ones too."""
+    for path in ("x", "y", "z"):
+        api.put(f"/jobs/{path}/1?interval=60")
+    page = api.get("/jobs?limit=0&path=&reverse=false&sort-by=").get_json()
+    assert [j["path"] for j in page["jobs"]] == ["x", "y", "z"] and page["cursor"]
+    one = api.get("/jobs?limit=0&path=y&reverse=false&sort-by=").get_json()
+    assert [j["path"] for j in one["jobs"]] == ["y"]
+
+
+def test_dalgas_client_list_continue_sends_the_cursor_unescaped_to_jobs(api):
+    """Dalga's client.ListContinue(ctx, cursor) asks GET /jobs?cursor=<cursor> without
+    escaping it: the `+` of the cursor arrives as a space."""
+    for body in range(3):
+        api.put(f"/jobs/a~b/{body}?interval=60")
+    api.put("/jobs/other/0?interval=60")
+    page = api.get("/jobs?limit=1&path=a~b&reverse=false&sort-by=").get_json()
+    bodies, cursor = [j["body"] for j in page["jobs"]], page["cursor"]
+    assert "+" in cursor  # the path a~b makes one; a test without it would prove nothing
+    while cursor:
+        page = api.get("/jobs?cursor=" + cursor).get_json()
+        bodies += [j["body"] for j in page["jobs"]]
+        cursor = page["cursor"]
+    assert bodies == ["0", "1", "2"] and page["jobs"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "?cursor=",
+        "?cursor=%20%20",
+        "?cursor=e30=&limit=5",
+        "?cursor=e30=&cursor=e30=",
+        "?cursor=" + "A" * 100_000,
+        "?cursor=bm90IGpzb24=",
+    ],
+)
+def test_jobs_with_a_bad_cursor_or_more_than_a_cursor_is_400(api, query):
+    api.put("/jobs/a/1?interval=60")
+    resp = api.get("/jobs" + query)
+    assert resp.status_code == 400 and resp.get_json()["error"]
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -258,3 +301,90 @@ def test_dependent_jobs_and_per_job_settings_over_http(api):
     assert resp.status_code == 400 and resp.get_json()["parameter"] == "parent"
     api.delete("/jobs/p/1")
     assert api.get("/jobs/c/1").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("query", "form", "parameter"),
+    [
+        ("?interval=60", None, "interval"),
+        ("?cron=*+*+*+*+*", None, "cron"),
+        ("", {"interval": "60"}, "interval"),
+        ("?first-run=2030-01-01T00:00:00Z", None, "first-run"),
+        ("?now=1", None, "now"),
+        ("?interval=60&interval=70", None, "interval"),
+        ("?interval=" + "9" * 10_000, None, "interval"),
+    ],
+)
+def test_post_with_scheduling_parameters_is_400_saying_put_schedules(api, query, form, parameter):
+    """The RabbitMQ-era Dalga's POST ?interval= changed the interval; here POST runs now, so
+    a POST with parameters is refused rather than run with its parameters ignored."""
+    before = api.put("/jobs/a/b?interval=3600").get_json()
+    resp = api.post("/jobs/a/b" + query, data=form)
+    assert resp.status_code == 400 and resp.get_json()["parameter"] == parameter
+    if "given more than once" not in resp.get_json()["error"]:
+        assert "PUT schedules" in resp.get_json()["error"]
+    assert api.get("/jobs/a/b").get_json() == before  # not run, not changed
+
+
+def test_the_2013_schedule_and_cancel_routes(api):
+    """/schedule?routing_key=&body=&interval= and /cancel?routing_key=&body= (query or form),
+    routing_key being the path; 200 as in that Dalga."""
+    resp = api.post("/schedule?routing_key=check_feed&body=1234&interval=60")
+    assert resp.status_code == 200
+    job = api.get("/jobs/check_feed/1234").get_json()
+    assert (job["interval"], job["path"], job["body"]) == ("PT60S", "check_feed", "1234")
+    again = api.put(
+        "/schedule", data={"routing_key": "check_feed", "body": "1234", "interval": "5"}
+    )
+    assert again.status_code == 200 and again.get_json()["interval"] == "PT5S"
+    assert (
+        api.post("/cancel", data={"routing_key": "check_feed", "body": "1234"}).status_code == 200
+    )
+    assert api.get("/jobs/check_feed/1234").status_code == 404
+    assert api.delete("/cancel?routing_key=check_feed&body=1234").status_code == 200  # gone: 200
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/schedule?routing_key=a&body=b", "interval"),
+        ("/schedule?routing_key=a&body=b&interval=0", "interval"),
+        ("/schedule?routing_key=a&body=b&interval=-1", "interval"),
+        ("/schedule?routing_key=a&body=b&interval=soon", "interval"),
+        ("/schedule?routing_key=a&body=b&interval=" + "9" * 10_000, "interval"),
+        ("/schedule?routing_key=&body=b&interval=60", "routing_key"),
+        ("/schedule?body=b&interval=60", "routing_key"),
+        ("/schedule?routing_key=a&interval=60", "body"),
+        ("/schedule?routing_key=a&body=b&interval=60&cron=x", "cron"),
+        ("/schedule?routing_key=a&routing_key=c&body=b&interval=60", "routing_key"),
+        ("/schedule?routing_key=a/../x&body=b&interval=60", "path"),
+        ("/schedule?routing_key=a&body=" + "x" * 70_000 + "&interval=60", "body"),
+        ("/cancel?routing_key=a", "body"),
+        ("/cancel?routing_key=a&body=b&interval=60", "interval"),
+    ],
+)
+def test_the_2013_routes_refuse_bad_input_and_write_nothing(api, url, parameter):
+    resp = api.post(url)
+    assert resp.status_code == 400 and resp.get_json()["parameter"] == parameter
+    assert api.store.page() == []
+
+
+@pytest.mark.parametrize("route", ["/schedule", "/cancel"])
+def test_the_2013_routes_do_not_write_on_a_get(api, route):
+    resp = api.get(route + "?routing_key=a&body=b&interval=60")
+    assert resp.status_code == 405 and "POST" in resp.get_json()["error"]
+    assert api.store.page() == []
+
+
+def test_a_one_off_jobs_epsilon_skips_it_when_claimed_too_late(api):
+    """A one-off 11 s late with epsilon=5 is not sent and stays, disabled; with epsilon=30
+    it is sent."""
+    from datetime import UTC, datetime, timedelta
+
+    past = quote((datetime.now(UTC) - timedelta(seconds=11)).isoformat(timespec="seconds"))
+    api.put(f"/jobs/late/1?one-off=true&first-run={past}&epsilon=5")
+    api.put(f"/jobs/soon/1?one-off=true&first-run={past}&epsilon=30")
+    (run,) = api.store.claim(10)
+    assert run.path == "soon"
+    late = api.get("/jobs/late/1").get_json()
+    assert (late["enabled"], late["next_run"]) == (False, None) and "epsilon" in late["last_error"]

@@ -200,3 +200,210 @@ def test_an_unknown_section_or_key_or_a_bad_value_is_a_clear_error(tmp_path, tex
     ini.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(named)):
         load_settings(str(ini), env={})
+
+
+# Dalga v4.0.1's sample config.toml, verbatim (github.com/cenkalti/dalga, tag v4.0.1).
+DALGA_V4_SAMPLE_TOML = """# Example config file
+
+[jobs]
+# Next run time of periodic jobs are randomized on each run by this factor.
+# Must be a number between 0 and 1.
+randomizationFactor = 0.0
+
+# Failed jobs are retried after given duration in seconds.
+retryInterval = "60s"
+
+[mysql]
+host = "127.0.0.1"
+port = 3306
+db = "test"
+table = "dalga"
+user = "root"
+password = ""
+
+[listen]
+host = "127.0.0.1"
+port = 34006
+
+[endpoint]
+baseurl = "http://127.0.0.1:5000/"
+timeout = "10s"
+"""
+
+# The same, as Dalga reads it from a dalga.yaml.
+DALGA_V4_SAMPLE_YAML = """# Example config file
+jobs:
+  randomizationFactor: 0.0
+  retryInterval: 60s
+mysql:
+  host: 127.0.0.1
+  port: 3306
+  db: test
+  table: dalga
+  user: root
+  password: ""
+listen:
+  host: 127.0.0.1
+  port: 34006
+endpoint:
+  baseurl: http://127.0.0.1:5000/
+  timeout: 10s
+"""
+
+DALGA_V4 = {
+    "database_url": "mysql://root:@127.0.0.1:3306/test",
+    "table": "dalga",
+    "host": "127.0.0.1",
+    "port": 34006,
+    "base_url": "http://127.0.0.1:5000/",
+    "callback_timeout": 10,
+    "retry_interval": 60,
+    "retry_multiplier": 1,  # Dalga v4's defaults for what the sample leaves out
+    "retry_max_interval": 60,
+    "randomization_factor": 0,
+    "callback_concurrency": 100,
+}
+
+
+def as_dalga(settings: Settings) -> dict:
+    return {name: getattr(settings, name) for name in DALGA_V4}
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("dalga.toml", DALGA_V4_SAMPLE_TOML),
+        ("dalga.yaml", DALGA_V4_SAMPLE_YAML),
+        ("dalga.yml", DALGA_V4_SAMPLE_YAML),
+    ],
+)
+def test_dalga_v4s_sample_config_in_toml_and_yaml(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    assert as_dalga(load_settings(str(tmp_path / name), env={})) == DALGA_V4
+
+
+def test_dalga_toml_in_the_working_directory_is_read_without_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(env={}).database_url.startswith("sqlite:///")  # none: ours
+    (tmp_path / "dalga.toml").write_text(DALGA_V4_SAMPLE_TOML)
+    assert as_dalga(load_settings(env={})) == DALGA_V4
+    ours = tmp_path / "ours.ini"
+    ours.write_text("[dalga]\ntable = ours\n")
+    for chosen in (
+        load_settings(str(ours), env={}),
+        load_settings(env={"DALGA_CONFIG": str(ours)}),
+    ):
+        assert (chosen.table, chosen.retry_interval) == ("ours", 1.0)  # not dalga.toml's
+
+
+def test_a_dalga_file_starts_from_dalgas_defaults_and_ours_from_ours(tmp_path):
+    """A file with only [listen] (or nothing: Dalga's Dockerfile touches an empty one) is
+    Dalga's; a [dalga] section alone is celery-dalga's; Dalga's environment alone keeps ours."""
+    listen = tmp_path / "dalga.toml"
+    listen.write_text("[listen]\nport = 34100\n")
+    dalga = load_settings(str(listen), env={})
+    assert as_dalga(dalga) == {**DALGA_V4, "port": 34100, "callback_timeout": 10}
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert as_dalga(load_settings(str(empty), env={})) == DALGA_V4
+    ours = tmp_path / "ours.ini"
+    ours.write_text("[dalga]\nport = 34100\n")
+    mine = load_settings(str(ours), env={})
+    assert mine.database_url.startswith("sqlite:///")
+    assert (mine.retry_interval, mine.retry_multiplier, mine.retry_max_interval) == (1, 2, 600)
+    env_only = load_settings(env={"DALGA_LISTEN_PORT": "34100"})
+    assert env_only.database_url.startswith("sqlite:///") and env_only.retry_interval == 1
+    mixed = tmp_path / "mixed.ini"
+    mixed.write_text("[listen]\nport = 34100\n[dalga]\nretry_interval = 5\n")
+    both = load_settings(str(mixed), env={"DALGA_RETRY_MAX_INTERVAL": "30"})
+    assert (both.retry_interval, both.retry_multiplier, both.retry_max_interval) == (5, 1, 30)
+
+
+def test_dalgas_environment_completes_the_files_database_url_key_by_key(tmp_path):
+    """As Dalga merges file and environment: the password from the environment, the rest of
+    the URL from the file."""
+    toml = tmp_path / "dalga.toml"
+    toml.write_text('[mysql]\nhost = "db.internal"\ndb = "jobs"\n')
+    settings = load_settings(str(toml), env={"DALGA_MYSQL_PASSWORD": "s3cr#t"})
+    assert settings.database_url == "mysql://root:s3cr%23t@db.internal:3306/jobs"
+    flags = {"mysql": {"port": "3307"}}
+    over = load_settings(str(toml), env={"DALGA_MYSQL_USER": "app"}, flags=flags)
+    assert over.database_url == "mysql://app:@db.internal:3307/jobs"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("dalga.toml", "[jobs]\nretryInterval = 60\n"),
+        ("dalga.toml", "[endpoint]\ntimeout = 10.5\n"),
+        ("dalga.yaml", "endpoint:\n  timeout: 10\n"),
+    ],
+)
+def test_a_bare_number_for_a_duration_is_refused_in_toml_and_yaml(tmp_path, name, text):
+    """Dalga v4 reads it as nanoseconds; celery-dalga asks for a unit instead of guessing."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match="nanoseconds"):
+        load_settings(str(tmp_path / name), env={})
+
+
+def test_zero_and_durations_with_units_need_no_more(tmp_path):
+    toml = tmp_path / "dalga.toml"
+    toml.write_text('[jobs]\nretryStopAfter = 0\nretryInterval = "1m30s"\n')
+    settings = load_settings(str(toml), env={"DALGA_JOBS_RETRYMAXINTERVAL": "120"})
+    assert (settings.retry_stop_after, settings.retry_interval) == (0, 90)
+    assert settings.retry_max_interval == 120  # the environment's text: seconds, as in dalga.ini
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("- jobs\n- mysql\n", "not a mapping of sections"),
+        ("just text\n", "not a mapping of sections"),
+        ("jobs: [1, 2]\n", "[jobs] in"),
+        ("jobs: 5\n", "not a section of keys"),
+        ("jobs:\n  retryInterval: [60s]\n", "not a text, number or boolean"),
+        ("mysql:\n  host: {a: 1}\n", "not a text, number or boolean"),
+        ("1: {}\n", "unknown section [1]"),
+        ("jobs:\n  7: 1\n", "unknown key 7"),
+        ("listen:\n  port: 99999999999999999999\n", "port"),
+        ("mysql:\n  port: 99999999\n", "port number"),
+        ("mysql:\n  port: x\n", "port number"),
+        ("jobs:\n  retryInterval: 1s\n  retryInterval: 2s\n", "given 2 times"),
+        ("jobs:\n  retryInterval: 1s\njobs: {}\n", "given 2 times"),
+        ("jobs: {retryInterval: 1s\n", "cannot read"),
+        ("dalga: 5\n", "not a section of keys"),
+        ("dalga:\n  port: [1]\n", "not a text, number or boolean"),
+        ("dalga:\n  portt: 1\n", "portt"),
+        ("jobs:\n  retryInterval: " + "9" * 5000 + "h\n", "retryInterval"),
+        ("jobs:\n  retryInterval: -5s\n", "between 0"),
+        ("jobs:\n  retryStopAfter: 99999999999h\n", "between 0"),
+        ("[" * 5000 + "\n", "cannot read"),
+    ],
+)
+def test_a_bad_yaml_config_is_a_clear_error(tmp_path, text, named):
+    yml = tmp_path / "dalga.yaml"
+    yml.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(str(yml), env={})
+
+
+def test_a_config_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    for name in ("dalga.yaml", "dalga.toml", "dalga.ini"):
+        (tmp_path / name).write_bytes(b"[jobs]\nretryInterval = \xff\xfe\n")
+        with pytest.raises(ConfigError, match="cannot read"):
+            load_settings(str(tmp_path / name), env={})
+
+
+def test_the_rabbitmq_era_flags_as_sections(tmp_path):
+    flags = {
+        "mysql": {"host": "db", "port": "3307", "db": "jobs", "table": "t", "user": "u"},
+        "rabbitmq": {"host": "mq", "vhost": "/", "exchange": "", "password": "p"},
+        "http": {"host": "0.0.0.0", "port": "17500"},
+    }
+    settings = load_settings(env={}, flags=flags)
+    assert (settings.database_url, settings.table) == ("mysql://u:@db:3307/jobs", "t")
+    assert settings.publish_url == "amqp://guest:p@mq:5672/%2F"
+    assert settings.publish_exchange == "amq.default"
+    assert (settings.host, settings.port) == ("0.0.0.0", 17500)
+    with pytest.raises(ConfigError, match=r"\[http\] port in the command line"):
+        load_settings(env={}, flags={"http": {"port": "eighty"}})

@@ -120,12 +120,42 @@ def test_epsilon_moves_a_run_missed_by_more_to_its_next_slot():
     }
 
 
-def test_epsilon_sends_a_run_missed_by_less_and_never_skips_one_off_jobs():
+def test_epsilon_sends_a_run_missed_by_less_and_the_global_one_never_skips_one_off_jobs():
     late = NOW + timedelta(seconds=29)
     assert isinstance(on_due(job(), TOKEN, late, Policy(epsilon=30)), Run)
     later = NOW + timedelta(hours=1)
     assert isinstance(on_due(job(one_off=True), TOKEN, later, Policy(epsilon=30)), Run)
     assert isinstance(on_due(job(), TOKEN, later, Policy(epsilon=0)), Run)
+
+
+def test_a_one_off_jobs_own_epsilon_disables_it_when_missed_by_more():
+    """A one-off run 11 s late with epsilon 5 is not sent; the job stays, disabled, saying
+    why, and a global epsilon (periodic runs only) does not save it."""
+    once = job(one_off=True, interval=None, epsilon=5.0, attempts=2)
+    late = NOW + timedelta(seconds=11)
+    for policy in (POLICY, Policy(epsilon=60)):
+        decision = on_due(once, TOKEN, late, policy)
+        assert decision == Change(
+            Outcome.SKIPPED,
+            {
+                "token": None,
+                "enabled": False,
+                "next_run": None,
+                "attempts": 0,
+                "last_error": "not sent: 11 s late, more than its epsilon (5 s)",
+            },
+        )
+    assert isinstance(on_due(once, TOKEN, NOW + timedelta(seconds=5), POLICY), Run)
+
+
+def test_a_one_off_skipped_by_its_epsilon_keeps_a_pending_trigger():
+    once = job(one_off=True, epsilon=5.0, triggered_at=NOW)
+    decision = on_due(once, TOKEN, NOW + timedelta(seconds=6), POLICY)
+    assert decision.outcome is Outcome.SKIPPED and decision.values["next_run"] == NOW + timedelta(
+        seconds=6
+    )
+    again = replace(once, enabled=False, next_run=decision.values["next_run"])
+    assert on_due(again, TOKEN, NOW + timedelta(seconds=6), POLICY).manual
 
 
 def test_epsilon_deletes_a_repeat_with_no_slots_left():
@@ -384,6 +414,7 @@ jobs = st.builds(
     triggered_at=st.one_of(st.none(), instants),
     token=st.sampled_from([TOKEN, "other", RETRY_WAIT, None]),
     attempts=st.integers(0, 70),
+    epsilon=st.sampled_from([None, 5.0]),
 )
 
 
@@ -438,5 +469,9 @@ def test_every_due_row_is_sent_once_or_settled(j, now, epsilon):
         return
     assert decision.outcome in (Outcome.RELEASED, Outcome.SKIPPED)
     if decision.outcome is Outcome.SKIPPED:
-        assert epsilon and not j.one_off and now - j.next_sched > timedelta(seconds=epsilon)
-        assert decision.delete or decision.values["next_run"] > now
+        limit = j.epsilon if j.one_off else j.epsilon or epsilon
+        assert limit and now - j.next_sched > timedelta(seconds=limit)
+        if j.one_off:
+            assert decision.values["enabled"] is False
+        else:
+            assert decision.delete or decision.values["next_run"] > now

@@ -9,7 +9,7 @@ from urllib.parse import unquote_plus
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from celery_dalga import metrics
@@ -127,10 +127,49 @@ def create_app(
                 log.info("cancelled path=%s", path)
             return "", 204
         if request.method == "POST":
+            given = sorted(set(request.args) | set(request.form))
+            if given:
+                raise InvalidParameter(
+                    given[0],
+                    "POST runs the job once, now, and takes no parameters; PUT schedules "
+                    "(the RabbitMQ-era Dalga's POST ?interval= changed the interval)",
+                )
             job = client.trigger(path, body)
             log.info("triggered path=%s", path)
             return jsonify(job_json(job)), 200
         return pause_or_resume(path, body)  # PATCH, the one method left
+
+    @app.route("/schedule", methods=["GET", "POST", "PUT"])
+    def legacy_schedule():
+        """The 2013 Dalga's /schedule?routing_key=&body=&interval= (query or form): PUT
+        /jobs/{routing_key}/{body}?interval=; 200 with the job."""
+        path, body = legacy_key(["routing_key", "body", "interval"])
+        interval = {k: v for k, v in request.values.items() if k == "interval"}
+        job = store.put(client.spec(path, body, interval))
+        log.info("scheduled path=%s next_run=%s (/schedule)", path, instant(job.next_run))
+        return jsonify(job_json(job)), 200
+
+    @app.route("/cancel", methods=["GET", "POST", "PUT", "DELETE"])
+    def legacy_cancel():
+        """The 2013 Dalga's /cancel?routing_key=&body=: DELETE /jobs/{routing_key}/{body};
+        200 with an empty body, also when there was no such job."""
+        path, body = legacy_key(["routing_key", "body"])
+        if client.cancel(path, body):
+            log.info("cancelled path=%s (/cancel)", path)
+        return "", 200
+
+    def legacy_key(known: list[str]) -> tuple[str, str]:
+        """The path (routing_key) and body of a 2013 route; a GET, which that Dalga took too,
+        is a 405 here: nothing is written on a GET (a read token or a link could do it)."""
+        if request.method in ("GET", "HEAD"):
+            raise MethodNotAllowed(
+                ["POST", "PUT"], f"{request.path} writes: use POST or PUT (GET never writes here)"
+            )
+        _reject_unknown(known)
+        for name in ("routing_key", "body"):
+            if not request.values.get(name):
+                raise InvalidParameter(name, "must be given, not empty")
+        return request.values["routing_key"], request.values["body"]
 
     @app.get("/jobs/<anypath:rest>/runs")
     def history(rest: str):
@@ -182,9 +221,12 @@ def create_app(
 
     @app.get("/jobs")
     def list_jobs():
-        """Dalga's listing (path, sort-by, reverse, limit; limit=0 is the largest page) and
-        celery-dalga's keyset (after: the id of the last job seen)."""
-        _reject_unknown(["path", "sort-by", "reverse", "limit", "after"])
+        """Dalga's listing (path, empty for every path; sort-by, reverse, limit: 0 is the
+        largest page) and celery-dalga's keyset (after: the id of the last job seen). With a
+        cursor, the page after it, as Dalga's client's ListContinue asks for it."""
+        if "cursor" in request.args:
+            return continue_listing()
+        _reject_unknown(["path", "sort-by", "reverse", "limit", "after", "cursor"])
         sort_by = request.args.get("sort-by") or "insert-order"
         if sort_by not in SORTS:
             known = ", ".join(SORTS)
@@ -194,7 +236,7 @@ def create_app(
             raise InvalidParameter("after", "goes with insert-order; use the cursor")
         limit = _int_arg("limit", 100, 0, 2**31) or MAX_PAGE
         return listing(
-            request.args.get("path"),
+            request.args.get("path") or None,
             sort_by,
             _bool_arg("reverse"),
             (after,) if after else None,
@@ -203,7 +245,8 @@ def create_app(
 
     @app.get("/jobs/continue")
     def continue_listing():
-        """The page after a cursor, in the cursor's path, order and limit (Dalga's)."""
+        """The page after a cursor, in the cursor's path, order and limit (Dalga's); also
+        GET /jobs?cursor=..."""
         _reject_unknown(["cursor"])
         cursor = Cursor.decode(request.args.get("cursor", ""))
         return listing(cursor.path, cursor.sort_by, cursor.reverse, cursor.last, cursor.limit)

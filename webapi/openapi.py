@@ -197,11 +197,12 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {
                     "summary": "list, keyset-paginated (Dalga's parameters, and after)",
                     "parameters": [
-                        _query("path", "only this path", ["check_feed"]),
+                        _query("path", "only this path; empty: every path", ["check_feed", ""]),
                         _query("sort-by", "insert-order or next-sched", ["next-sched", "name"]),
                         _query("reverse", "boolean", ["true", "sideways"]),
                         _query("after", "the last id seen (insert order)", ["0", "-1", "x"]),
                         _query("limit", "page size; 0: the largest, 1000", ["10", "0", "-5"]),
+                        _query("cursor", "a page's cursor: the page after it", ["e30=", "%"]),
                     ],
                     "responses": {"200": _response("a page of jobs", PAGE), "400": bad},
                 },
@@ -219,6 +220,27 @@ def openapi_spec() -> dict[str, Any]:
                     "summary": "Kala's per-job stats",
                     "responses": {"200": _response("job_stats"), "400": bad, "404": not_found},
                 },
+            },
+            "/schedule": {
+                "post": {
+                    "summary": "the 2013 Dalga's form of PUT /jobs/{routing_key}/{body}",
+                    "parameters": [
+                        _query("routing_key", "the job's path", ["check_feed", ""]),
+                        _query("body", "the job's body", ["1234", ""]),
+                        _query("interval", "seconds or an ISO 8601 duration", ["60", "0"]),
+                    ],
+                    "responses": {"200": _response("the job", JOB), "400": bad},
+                }
+            },
+            "/cancel": {
+                "post": {
+                    "summary": "the 2013 Dalga's form of DELETE (200 also without such a job)",
+                    "parameters": [
+                        _query("routing_key", "the job's path", ["check_feed", ""]),
+                        _query("body", "the job's body", ["1234", ""]),
+                    ],
+                    "responses": {"200": _response("cancelled"), "400": bad},
+                }
             },
             "/stats": {
                 "get": {
