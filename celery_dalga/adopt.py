@@ -211,7 +211,7 @@ def _add_indexes(conn: Connection, table: Table) -> None:
             wanted.append(
                 (names, f"CREATE UNIQUE INDEX {_q(names[0])} ON {_q(table.name)} ({columns})")
             )
-    for columns, ddl in wanted:
+    for columns, ddl in sorted(wanted):  # in one order, so that every table ends up the same
         if columns not in have:
             started = time.monotonic()
             conn.execute(text(f"{ddl} LOCK=NONE"))
