@@ -376,7 +376,8 @@ def test_zero_and_durations_with_units_need_no_more(tmp_path):
         ("dalga:\n  portt: 1\n", "portt"),
         ("jobs:\n  retryInterval: " + "9" * 5000 + "h\n", "retryInterval"),
         ("jobs:\n  retryInterval: -5s\n", "between 0"),
-        ("jobs:\n  retryStopAfter: 99999999999h\n", "between 0"),
+        ("jobs:\n  retryStopAfter: 999999h\n", "between 0"),
+        ("jobs:\n  retryStopAfter: 99999999999h\n", "out of range"),
         ("[" * 5000 + "\n", "cannot read"),
     ],
 )
