@@ -80,7 +80,7 @@ def adopt(engine: Engine, table: Table, instances: Table, chunk: int = CHUNK) ->
     log.info("table %r adopted: celery-dalga serves its jobs now", table.name)
 
 
-def _q(name: str) -> str:
+def _q(name: str | None) -> str:
     return f"`{name}`"
 
 
@@ -207,9 +207,9 @@ def _add_indexes(conn: Connection, table: Table) -> None:
     for unique in table.constraints:
         if isinstance(unique, UniqueConstraint):
             names = tuple(c.name for c in unique.columns)
-            columns = ", ".join(_q(c) for c in names)
+            listed = ", ".join(_q(c) for c in names)
             wanted.append(
-                (names, f"CREATE UNIQUE INDEX {_q(names[0])} ON {_q(table.name)} ({columns})")
+                (names, f"CREATE UNIQUE INDEX {_q(names[0])} ON {_q(table.name)} ({listed})")
             )
     for columns, ddl in sorted(wanted):  # in one order, so that every table ends up the same
         if columns not in have:

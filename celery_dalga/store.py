@@ -300,15 +300,15 @@ class Store:
         table (celery_dalga.adopt)."""
         inspector = inspect(self.engine)
         if inspector.has_table(self.table.name):
-            present = {c["name"]: c for c in inspector.get_columns(self.table.name)}
-            if adopt.is_dalgas(present):
+            columns = {c["name"]: c for c in inspector.get_columns(self.table.name)}
+            if adopt.is_dalgas(columns):
                 if self.engine.dialect.name not in ("mysql", "mariadb"):
                     raise TableError(
                         f"table {self.table.name!r} is Dalga's: it can be adopted on MariaDB "
                         "or MySQL only"
                     )
                 adopt.adopt(self.engine, self.table, self.instances)
-            elif "job_key" not in present:
+            elif "job_key" not in columns:
                 raise TableError(
                     f"table {self.table.name!r} is not a celery-dalga jobs table (it has no "
                     "job_key column); give DALGA_TABLE another name"
