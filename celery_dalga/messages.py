@@ -36,7 +36,7 @@ LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSO
 SPREAD = 4  # a batch is cut into at least this many tasks, so that every worker gets some
 SHOWN = 3  # runs a batch task's repr names
 # a Run's optional fields, in its order, with their defaults: a message carries those that differ
-OPTIONAL = {"exchange": None, "expires": None, "task": None, "location": "UTC"}
+OPTIONAL: dict[str, Any] = {"exchange": None, "expires": None, "task": None, "location": "UTC"}
 
 
 @dataclass(frozen=True)
