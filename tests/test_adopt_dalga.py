@@ -347,3 +347,46 @@ def test_going_back_as_the_readme_says_gives_dalga_its_table_and_jobs(dalga_tabl
     engine.dispose()
     assert [row[:-1] for row in back] == [row[:-1] for row in before]
     assert all(row.instance_id is None for row in back)
+
+
+def test_dalga_v2s_table_with_intervals_in_seconds_is_adopted(mariadb_url):
+    """Dalga v2: interval INT UNSIGNED (0 = one-off), next_run NOT NULL, no location, no
+    next_sched, no id."""
+    name = f"dalga_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(mariadb_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE `{name}_instances` (id INT UNSIGNED NOT NULL,"
+                " updated_at DATETIME NOT NULL, PRIMARY KEY (id)) DEFAULT CHARSET=utf8mb4"
+            )
+        )
+        conn.execute(
+            text(
+                f"CREATE TABLE `{name}` (path VARCHAR(255) NOT NULL, body VARCHAR(255) NOT NULL,"
+                " `interval` INT UNSIGNED NOT NULL, next_run DATETIME NOT NULL,"
+                " instance_id INT UNSIGNED, PRIMARY KEY (path, body), KEY (next_run),"
+                f" FOREIGN KEY (instance_id) REFERENCES `{name}_instances` (id)"
+                " ON DELETE SET NULL) DEFAULT CHARSET=utf8mb4"
+            )
+        )
+        conn.execute(
+            text(
+                f"INSERT INTO `{name}` (path, body, `interval`, next_run) VALUES"
+                f" ('a', '{NON_ASCII}', 0, '2030-01-02 03:04:05'),"
+                " ('b', '2', 300, '2030-01-02 03:04:05')"
+            )
+        )
+    try:
+        store = store_for(settings_on(mariadb_url, name))
+        store.create_table()
+        one_off, periodic = store.get("a", NON_ASCII), store.get("b", "2")
+        assert one_off is not None and periodic is not None
+        assert (one_off.one_off, one_off.interval, one_off.location) == (True, None, "UTC")
+        assert (periodic.one_off, periodic.interval) == (False, "300")
+        assert periodic.next_run == periodic.next_sched == DUE
+    finally:
+        with engine.begin() as conn:
+            for table in (name, f"{name}_runs", f"{name}_instances"):
+                conn.execute(text(f"DROP TABLE IF EXISTS `{table}`"))
+        engine.dispose()
