@@ -201,7 +201,7 @@ func main() {
 	go func() { _ = http.Serve(listener, ep) }()
 
 	ctx := context.Background()
-	c := dalga.NewClient(*api + "/")
+	c := dalga.NewClient(*api+"/", dalga.WithClient(&http.Client{Timeout: 30 * time.Second}))
 	status := must(c.Status(ctx))
 	fmt.Printf("status: %+v\n", *status)
 	check(status.TotalInstances >= 1 && status.TotalJobs == 0, "Status of an empty server")
