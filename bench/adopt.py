@@ -20,7 +20,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from dalga_source import dalga_ddl  # noqa: E402
 
 from bench.common import database, record  # noqa: E402
 from celery_dalga import adopt  # noqa: E402
@@ -38,8 +41,8 @@ def fill(url: str, rows: int) -> float:
     with engine.begin() as conn:
         for name in (TABLE, f"{TABLE}_runs", f"{TABLE}_instances"):
             conn.execute(text(f"DROP TABLE IF EXISTS `{name}`"))
-        for ddl in adopt.DALGA_V4_DDL:
-            conn.execute(text(ddl.format(t=TABLE)))
+        for ddl in dalga_ddl(TABLE):
+            conn.execute(text(ddl))
     for low in range(1, rows + 1, FILL_STEP):
         high = min(low + FILL_STEP - 1, rows)
         with engine.begin() as conn:

@@ -34,30 +34,6 @@ RENAMED = ("next_run", "next_sched", "interval")  # Dalga's types differ from th
 OLD = "dalga_"  # the prefix of Dalga's renamed columns while their values are copied
 DALGA_COLUMNS = {"path", "body", "interval", "next_run"}  # in every version of Dalga's table
 
-# What this module adopts: Dalga v4.0.1's `-create-tables` (internal/table/table.go:43-71), the
-# instances table first; {t} is Dalga's [mysql] table. Its tests and bench/adopt.py make it.
-DALGA_V4_DDL = (
-    """CREATE TABLE `{t}_instances` (
-  `id`          INT            UNSIGNED NOT NULL,
-  `updated_at`  DATETIME       NOT NULL,
-  PRIMARY KEY (`id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-    """CREATE TABLE `{t}` (
-  `id`          BIGINT              NOT NULL AUTO_INCREMENT,
-  `path`        VARCHAR(255)        NOT NULL,
-  `body`        VARCHAR(255)        NOT NULL,
-  `interval`    VARCHAR(255)        NOT NULL,
-  `location`    VARCHAR(255)        NOT NULL,
-  `next_run`    DATETIME                NULL,
-  `next_sched`  DATETIME            NOT NULL,
-  `instance_id` INT                 UNSIGNED,
-  PRIMARY KEY (`path`, `body`),
-  KEY         (`next_run`),
-  UNIQUE KEY  (`id`),
-  FOREIGN KEY (`instance_id`) REFERENCES `{t}_instances` (`id`) ON DELETE SET NULL
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
-)
-
 
 def is_dalgas(columns: dict[str, Any]) -> bool:
     """Whether a table with these columns (name -> reflected column) is Dalga's own jobs table,

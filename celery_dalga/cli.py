@@ -181,11 +181,11 @@ def call_once(settings: Settings, path: str, body: str, app_name: str | None) ->
     from celery_dalga.tasks import call_tasks, post, publish
 
     job = store_for(settings).get(path, body)
-    run = Run(0, job_key(path, body), path, body, datetime.now(UTC), "call", True)
-    if job is not None:
-        run = Run(
-            run.job_id, run.key, path, body, run.sched, "call", True, job.exchange, None, job.task
-        )
+    now = datetime.now(UTC)
+    if job is None:
+        run = Run(0, job_key(path, body), path, body, now, "call", True)
+    else:
+        run = job.run(now, "call", manual=True)
     app = symbol_by_name(app_name) if app_name else None
     if run.task:
         how = call_tasks

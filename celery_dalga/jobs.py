@@ -140,6 +140,28 @@ class Job:
         return self.token is not None
 
     @property
+    def expires(self) -> float | None:
+        """Seconds a published run of the job lives: its interval (a one-off's: none)."""
+        interval = self.schedule.interval
+        return interval.approx().total_seconds() if interval and not self.one_off else None
+
+    def run(self, sched: datetime, token: str, manual: bool = False) -> Run:
+        """A run of the job at `sched`, held by `token`."""
+        return Run(
+            self.id,
+            self.key,
+            self.path,
+            self.body,
+            sched,
+            token,
+            manual,
+            self.exchange,
+            self.expires,
+            self.task,
+            self.location,
+        )
+
+    @property
     def schedule(self) -> Schedule:
         return schedule_of(self)
 

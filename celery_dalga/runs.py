@@ -127,11 +127,8 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
     what to write instead of sending anything."""
     policy = policy.for_job(job)
     sched, triggered = job.next_sched, job.triggered_at
-    interval = job.schedule.interval
-    expires = interval.approx().total_seconds() if interval and not job.one_off else None
-    kind = (job.exchange, expires, job.task)
     if triggered is not None and (not job.enabled or sched is None or sched > now):
-        return Run(job.id, job.key, job.path, job.body, triggered, token, True, *kind)
+        return job.run(triggered, token, manual=True)
     if not job.enabled or sched is None:
         return Change(Outcome.RELEASED, {"token": None, "next_run": None, "attempts": 0})
     epsilon = job.epsilon if job.one_off else policy.epsilon  # the global one: periodic only
@@ -154,7 +151,7 @@ def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
             return Change(Outcome.SKIPPED, delete=True)
         values = {"token": None, "next_sched": nxt, "next_run": nxt, "attempts": 0}
         return Change(Outcome.SKIPPED, values)
-    return Run(job.id, job.key, job.path, job.body, sched, token, False, *kind)
+    return job.run(sched, token)
 
 
 def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) -> Change:

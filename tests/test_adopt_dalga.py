@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
+from dalga_source import dalga_ddl
 from helpers import settings_on
 from processes import free_port, start, stop, wait_http
 from sqlalchemy import create_engine, text
@@ -51,8 +52,8 @@ def dalga_table(mariadb_url):
         name = f"dalga_{uuid.uuid4().hex[:8]}"
         names.append(name)
         with engine.begin() as conn:
-            for ddl in adopt.DALGA_V4_DDL:
-                conn.execute(text(ddl.format(t=name)))
+            for ddl in dalga_ddl(name):
+                conn.execute(text(ddl))
             conn.execute(
                 text(f"INSERT INTO `{name}_instances` VALUES (:id, UTC_TIMESTAMP())"),
                 {"id": INSTANCE},

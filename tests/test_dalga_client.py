@@ -13,23 +13,16 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from dalga_source import SOURCE, missing
 from helpers import settings_on, unique_table
 from processes import celery, dalga_env, free_port, start, stop, wait_http
 
 from celery_dalga.store import store_for
 
 PROGRAM = Path(__file__).with_name("dalga_real") / "main.go"
-SHARED = Path(os.environ.get("DALGA_TEST_SHARED", Path(__file__).parents[2] / "shared"))
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
-
-
-def _missing(message: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI=true: required)")
-    pytest.skip(message)
 
 
 def scratch_go_mod(source: Path) -> str:
@@ -47,10 +40,10 @@ def go_client(tmp_path_factory) -> Path:
     """tests/dalga_real/main.go built with Dalga's client package, offline."""
     go = shutil.which("go")
     if go is None:
-        _missing("go is not installed (scripts/setup.sh dev installs golang-go)")
-    source = SHARED / "dalga-v4.0.1"
+        missing("go is not installed (scripts/setup.sh dev installs golang-go)")
+    source = SOURCE
     if not (source / "server" / "go.mod").is_file():
-        _missing(f"Dalga's source is not at {source}")
+        missing(f"Dalga's source is not at {source}")
     work = tmp_path_factory.mktemp("dalgareal")
     (work / "go.mod").write_text(scratch_go_mod(source))
     shutil.copy(PROGRAM, work / "main.go")
