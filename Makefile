@@ -8,6 +8,6 @@ run:
 test:
 	scripts/test.sh
 
-# Run the whole fault suite (killed processes, lost broker, restarted database; about 9 minutes).
+# Run the whole fault suite (killed processes, lost broker, restarted database, bursts at small endpoints; about 13 minutes).
 faults:
 	scripts/faults.sh

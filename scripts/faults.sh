@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole fault suite (tests/faults, all eight scenarios) on real processes; about 9 minutes.
+# Run the whole fault suite (tests/faults, all eleven scenarios) on real processes; about 13 minutes.
 # Each scenario prints its figures and appends them to tests/faults/results.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."

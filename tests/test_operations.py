@@ -92,7 +92,7 @@ def test_beat_and_worker_export_metrics(pool, mariadb_url, redis_url, endpoint, 
         assert value(worker, "dalga_callback_seconds_count") == 3
         assert value(worker, "dalga_stale_drops_total") == 0
         where = endpoint.base_url.rstrip("/")
-        assert value(worker, "dalga_destination_limit", destination=where) >= 4
+        assert value(worker, "dalga_destination_limit", destination=where) >= 1
         assert value(worker, "dalga_destination_in_flight", destination=where) == 0
     finally:
         for proc in procs:
