@@ -88,7 +88,10 @@ def probe(url: str, rows: int, done: threading.Event) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 rows")
     args = parser.parse_args()
+    if args.quick:
+        args.rows = 100_000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     url = database("dalga_bench_adopt")
     filled = fill(url, args.rows)
