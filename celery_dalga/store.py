@@ -686,7 +686,10 @@ class Store:
 
     @rerun_transient
     def heartbeat(self, instance_id: int, kind: str, host: str, pid: int) -> None:
-        """Say that this instance is alive, and forget those not heard of for STALE."""
+        """Say that this instance is alive, and forget those not heard of for STALE. The
+        stale rows are found by a plain read and deleted by id in a transaction of their own:
+        a range DELETE in every heartbeat took gap locks that deadlocked the heartbeats of
+        concurrent processes."""
         t, now = self.instances, naive(self.now())
         row = {"id": instance_id, "kind": kind, "host": host, "pid": pid}
         with self.engine.begin() as conn:
@@ -695,7 +698,11 @@ class Store:
             ).rowcount
             if not found:
                 conn.execute(insert(t).values(**row, started_at=now, updated_at=now))
-            conn.execute(delete(t).where(t.c.updated_at < now - STALE))
+        with self.engine.connect() as conn:
+            stale = list(conn.execute(select(t.c.id).where(t.c.updated_at < now - STALE)).scalars())
+        if stale:
+            with self.engine.begin() as conn:
+                conn.execute(delete(t).where(t.c.id.in_(stale), t.c.updated_at < now - STALE))
 
     @rerun_transient
     def forget_instance(self, instance_id: int) -> None:
