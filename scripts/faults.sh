@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev
 scripts/services.sh
+export DALGA_FAULTS_RECORD=1  # the figures go into tests/faults/results.jsonl
 exec .venv/bin/python -m pytest -p no:cacheprovider -m "" -s tests/faults "$@"
