@@ -258,7 +258,7 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
         up = datetime.now(UTC)
         for path in ("once", "tick", "minute", "running", "retrying"):
             endpoint.wait_for(path, 1, timeout=90)
-        time.sleep(3)
+        time.sleep(3)  # a window for a second call of any job to show (there must be none)
     finally:
         code = stop(proc, timeout=30)
     log = proc.log_path.read_text()
