@@ -170,15 +170,15 @@ def import_file(settings: Settings, name: str, fmt: str | None, batch: int) -> i
 
 
 def call_once(settings: Settings, path: str, body: str, app_name: str | None) -> int:
-    """`dalga call`, as `kala run`: the job's callback (POST, publish or task, as the job
-    says; POST when there is no such job) made once, now, outside the schedule; prints the
-    outcome and exits 0 when it was delivered. The job itself is not changed."""
+    """`dalga call`, as `kala run`: the job's callback (by its kind: POST, publish, task...;
+    POST when there is no such job) made once, now, outside the schedule; prints the outcome
+    and exits 0 when it was delivered. The job itself is not changed."""
     from datetime import UTC, datetime
 
     from celery.utils.imports import symbol_by_name
 
+    from celery_dalga import kinds
     from celery_dalga.jobs import Run, job_key
-    from celery_dalga.tasks import call_tasks, post, publish
 
     job = store_for(settings).get(path, body)
     now = datetime.now(UTC)
@@ -187,15 +187,14 @@ def call_once(settings: Settings, path: str, body: str, app_name: str | None) ->
     else:
         run = job.run(now, "call", manual=True)
     app = symbol_by_name(app_name) if app_name else None
-    if run.task:
-        how = call_tasks
-    elif run.exchange or settings.publish_exchange:
-        how = publish
-    else:
-        how = post
-    (answer,) = how(settings, [run], 0, app)
-    delivered = answer.status in (200, 204)
-    print(f"{'delivered' if delivered else 'failed'}: {answer.error} in {answer.seconds:.3f} s")
+    try:
+        kind = kinds.kind_of(run, settings)
+    except kinds.UnknownKind as exc:
+        print(f"failed: {exc}")
+        return 1
+    (result,) = kind.deliver(settings, [run], 0, app)
+    delivered = result.delivery is kinds.Delivery.DELIVERED
+    print(f"{'delivered' if delivered else 'failed'}: {result.detail} in {result.seconds:.3f} s")
     return 0 if delivered else 1
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, overload
@@ -134,6 +134,8 @@ class Job:
     last_attempt: datetime | None
     last_error: str | None
     last_duration: float | None
+    kind: str | None = None  # the callback kind's name (celery_dalga.kinds); None: chosen as before
+    options: dict[str, Any] | None = None  # the kind's own settings, stored as JSON
 
     @property
     def running(self) -> bool:
@@ -159,6 +161,8 @@ class Job:
             self.expires,
             self.task,
             self.location,
+            self.kind,
+            self.options,
         )
 
     @property
@@ -215,6 +219,8 @@ class Run:
     expires: float | None = None  # seconds the published message lives (the job's interval)
     task: str | None = None  # call this Celery task with the body instead of calling HTTP
     location: str = "UTC"  # the job's time zone: Dalga-Sched is on its wall clock
+    kind: str | None = None  # the callback kind's name (celery_dalga.kinds); None: as before
+    options: dict[str, Any] | None = field(default=None, hash=False)  # the kind's own settings
 
     @property
     def task_id(self) -> str:

@@ -1,8 +1,9 @@
 """The callback tasks' messages for a claimed batch of runs, and publishing them in one go.
 
 A batch is cut into tasks (split): a task of one run is an `http_callback` whose arguments are
-the run, a task of several runs an `http_callbacks` that carries them as a list; Flower shows
-each task's runs. Every message is an ordinary Celery protocol-2 task. Celery builds one
+the run, a task of several runs an `http_callbacks` that carries them as named columns (a
+field's values, one per run; fields at their defaults left out); Flower shows each task's
+runs. Every message is an ordinary Celery protocol-2 task. Celery builds one
 message per task name and batch (create_task_message, as send_task would); each task copies
 it with its own task id, keyword arguments and the argument repr Flower shows. On a Redis
 broker the batch is written with pipelined multi-value LPUSHes, each message the envelope
@@ -35,8 +36,17 @@ BATCH_TASK_NAME = "celery_dalga.http_callbacks"
 LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
 SPREAD = 4  # a batch is cut into at least this many tasks, so that every worker gets some
 SHOWN = 3  # runs a batch task's repr names
-# a Run's optional fields, in its order, with their defaults: a message carries those that differ
-OPTIONAL: dict[str, Any] = {"exchange": None, "expires": None, "task": None, "location": "UTC"}
+# a Run's optional fields with their defaults: a message carries those that differ
+OPTIONAL: dict[str, Any] = {
+    "manual": False,
+    "exchange": None,
+    "expires": None,
+    "task": None,
+    "location": "UTC",
+    "kind": None,
+    "options": None,
+}
+POSITIONAL = ("exchange", "expires", "task", "location")  # after manual, in earlier versions' lists
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ def run_task(run: Run) -> Task:
             "key": run.key,
             "token": run.token,
             "manual": run.manual,
-            **{k: getattr(run, k) for k, v in OPTIONAL.items() if getattr(run, k) != v},
+            **_optional(run),
         },
         f"{{'path': {run.path!r}, 'body': {_cut(run.body)!r}, "
         f"'{kind}': '{run.sched.isoformat()}'}}",
@@ -97,64 +107,72 @@ def run_task(run: Run) -> Task:
 
 
 def batch_task(runs: list[Run], index: int) -> Task:
-    """An http_callbacks task: the claim's token and, per run, [job_id, path, body, instant,
-    manual] followed by [exchange, expires, task, location] up to the last one that is not at
-    its default. Flower shows how many runs it carries and the first few."""
+    """An http_callbacks task: the claim's token and its runs as named columns (a list of
+    values per field, a value per run: job_id, path, body, sched, and the optional fields
+    that are not at their defaults in every run; the key is the path's and body's). Flower
+    shows how many runs it carries and the first few."""
     token = runs[0].token
     shown = [f"{_cut(r.path, 60)} {_cut(r.body, 40)}" for r in runs[:SHOWN]]
+    columns: dict[str, list[Any]] = {
+        "job_id": [r.job_id for r in runs],
+        "path": [r.path for r in runs],
+        "body": [r.body for r in runs],
+        "sched": [r.sched.isoformat() for r in runs],
+    }
+    for name, default in OPTIONAL.items():
+        values = [getattr(r, name) for r in runs]
+        if any(value != default for value in values):
+            columns[name] = values
     return Task(
         BATCH_TASK_NAME,
         f"dalga-{token}-{index}",
-        {
-            "token": token,
-            "runs": [
-                [r.job_id, r.path, r.body, r.sched.isoformat(), r.manual, *_optional(r)]
-                for r in runs
-            ],
-        },
+        {"token": token, "runs": columns},
         f"{{'runs': {len(runs)}, 'first': {shown!r}, 'sched': '{runs[0].sched.isoformat()}'}}",
     )
 
 
-def _optional(run: Run) -> list[Any]:
-    """The run's optional fields, in order, without the trailing ones at their defaults."""
-    values = [getattr(run, name) for name in OPTIONAL]
-    defaults = list(OPTIONAL.values())
-    while values and values[-1] == defaults[len(values) - 1]:
-        values.pop()
-    return values
+def _optional(run: Run) -> dict[str, Any]:
+    """The run's optional fields that are not at their defaults."""
+    return {
+        name: getattr(run, name)
+        for name, default in OPTIONAL.items()
+        if getattr(run, name) != default
+    }
 
 
 def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
-    """The runs that a task named `name` with these keyword arguments carries (also the
-    messages of earlier versions, which carry fewer optional fields)."""
-    if name == BATCH_TASK_NAME:
-        token = kwargs["token"]
-        return [
-            Run(
-                job_id,
-                job_key(path, body),
-                path,
-                body,
-                datetime.fromisoformat(at),
-                token,
-                manual,
-                *optional,
-            )
-            for job_id, path, body, at, manual, *optional in kwargs["runs"]
-        ]
-    return [
-        Run(
-            kwargs["job_id"],
-            kwargs["key"],
-            kwargs["path"],
-            kwargs["body"],
-            datetime.fromisoformat(kwargs["sched"]),
-            kwargs["token"],
-            kwargs.get("manual", False),
-            **{k: kwargs.get(k, v) for k, v in OPTIONAL.items()},
-        )
-    ]
+    """The runs that a task named `name` with these keyword arguments carries; also those of
+    earlier versions' messages (a batch's runs as lists: [job_id, path, body, sched, manual,
+    *POSITIONAL], the trailing ones at their defaults left out)."""
+    if name != BATCH_TASK_NAME:
+        return [_run(kwargs, kwargs["key"], kwargs["token"])]
+    token, runs = kwargs["token"], kwargs["runs"]
+    if isinstance(runs, list):
+        return [_run(_named(values), None, token) for values in runs]
+    rows = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
+    return [_run(fields, None, token) for fields in rows]
+
+
+def _named(values: list[Any]) -> dict[str, Any]:
+    """A run of an earlier version's batch, as named fields."""
+    job_id, path, body, sched, manual, *optional = values
+    named = {"job_id": job_id, "path": path, "body": body, "sched": sched, "manual": manual}
+    return {**named, **dict(zip(POSITIONAL, optional, strict=False))}
+
+
+def _run(fields: dict[str, Any], key: str | None, token: str) -> Run:
+    """The Run of a message's fields (a batch's runs carry no key: it is their path's and
+    body's)."""
+    path, body = fields["path"], fields["body"]
+    return Run(
+        fields["job_id"],
+        key or job_key(path, body),
+        path,
+        body,
+        datetime.fromisoformat(fields["sched"]),
+        token,
+        **{name: fields.get(name, default) for name, default in OPTIONAL.items()},
+    )
 
 
 class TaskMessages:

@@ -1,21 +1,19 @@
 """Runs published to an AMQP exchange instead of called over HTTP, as the RabbitMQ-era Dalga
 did: routing key = the job's path, body = its body, persistent, expiring after the job's
 interval. Every message waits for the broker's publisher confirm and is published mandatory,
-so a message the broker did not take (nacked, unroutable, connection lost) is a failure that
-is retried with the usual backoff; one that was confirmed is delivered. One connection per
-thread, opened again after any error.
+so that a message the broker did not take (nacked, unroutable, connection lost) raises. One
+connection per thread, opened again after any error. The amqp kind (celery_dalga.kinds.amqp)
+publishes its runs here.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Connection, Exchange
 
-from celery_dalga.http import Answer
 from celery_dalga.jobs import Run
 
 DEFAULT_EXCHANGE = "amq.default"  # RabbitMQ's name for the nameless default exchange
@@ -35,23 +33,14 @@ class Publisher:
         self.producer: Any = None
         self.returned: list[Any] = []
 
-    def publish_all(
-        self, runs: list[Run], exchange: str, timeout: float, instance_id: int
-    ) -> list[Answer]:
-        """Publish each run to its exchange (or `exchange`); the answers in the order of runs:
-        200 for a confirmed message, None with the error otherwise."""
-        answers = []
-        for run in runs:
-            started = time.monotonic()
-            try:
-                self._publish(run, run.exchange or exchange, timeout, instance_id)
-                status, error = 200, "published"
-            except Exception as exc:  # a broker fails in many kinds; each is a retry
-                self.close()
-                status, error = None, f"AMQP {type(exc).__name__}: {exc}"
-            ended = time.monotonic()
-            answers.append(Answer(status, error, ended - started, ended))
-        return answers
+    def publish(self, run: Run, exchange: str, timeout: float, instance_id: int) -> None:
+        """Publish a run to `exchange` and wait for the broker's confirm; raises whatever
+        kept the broker from taking it (the connection is then opened afresh next time)."""
+        try:
+            self._publish(run, exchange, timeout, instance_id)
+        except Exception:
+            self.close()
+            raise
 
     def _publish(self, run: Run, exchange: str, timeout: float, instance_id: int) -> None:
         if self.producer is None:

@@ -51,10 +51,13 @@ class Change:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One POST of a run and its answer: status None when no answer came; `ended` is when
-    the answer came (time.monotonic()), None for "just now". `sent` is False when the call
-    never went out (no connection, or held back by the destination's limit); `wait` the
-    seconds the destination asked for (Retry-After) or has been unreachable."""
+    """One call of a run (a POST, a publish, a task...) and what came of it. `status` is the
+    HTTP status, None when no answer came or the kind has none; `error` why it failed, or,
+    delivered, what to show (HTTP 200, confirmed, the task's return). `ended` is when the
+    answer came (time.monotonic()), None for "just now". `sent` is False when the call never
+    went out (no connection, or held back by the destination's limit); `wait` the seconds the
+    destination asked for (Retry-After) or has been unreachable. `ok` says whether the run
+    was delivered, for kinds without HTTP statuses; None: as the status says (200 or 204)."""
 
     run: Run
     status: int | None
@@ -63,10 +66,11 @@ class Attempt:
     ended: float | None = None
     sent: bool = True
     wait: float = 0.0
+    ok: bool | None = None
 
     @property
     def delivered(self) -> bool:
-        return self.status in (200, 204)
+        return self.status in (200, 204) if self.ok is None else self.ok
 
     def ended_at(self, now: datetime, monotonic_now: float) -> datetime:
         """When the answer came, on the clock that reads `now` at `monotonic_now` (a task's

@@ -14,9 +14,9 @@ import pytest
 from helpers import settings_on
 
 from celery_dalga.jobs import Run, rfc3339
+from celery_dalga.kinds.http import callback_post
 from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.spec import parse_spec
-from celery_dalga.tasks import callback_post
 from celery_dalga.wire import job_json
 
 LA = ZoneInfo("America/Los_Angeles")

@@ -21,9 +21,10 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from celery_dalga.config import ConfigError, Settings, redacted
 from celery_dalga.jobs import Run, job_key
+from celery_dalga.kinds.http import Http, callback_url
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
-from celery_dalga.tasks import callback_url, deliver, post
+from celery_dalga.tasks import deliver
 from webapi import create_app
 from webapi.auth import Throttle, parse_tokens, scope_of
 
@@ -181,9 +182,9 @@ def test_hostile_paths_stay_under_the_base_url_in_the_request_sent(recorder):
     now = datetime.now(UTC)
     paths = [*HOSTILE, *CLIMBING]
     runs = [Run(i, job_key(p, "1"), p, "1", now, "t", True) for i, p in enumerate(paths)]
-    answers = post(settings, runs, 1, None)
+    answers = Http().deliver(settings, runs, 1, None)
     assert [a.status for a in answers] == [200] * len(HOSTILE) + [None] * len(CLIMBING)
-    assert all("would leave base_url" in a.error for a in answers[len(HOSTILE) :])
+    assert all("would leave base_url" in a.detail for a in answers[len(HOSTILE) :])
     sent = sorted(recorder.heads)
     assert sent == sorted(
         (f"POST {target} HTTP/1.1", f"127.0.0.1:{port}") for target in HOSTILE.values()

@@ -24,6 +24,9 @@ from sqlalchemy import text
 from celery_dalga.bulk import BadRecord, import_jobs
 from celery_dalga.client import Client
 from celery_dalga.jobs import Run, job_key
+from celery_dalga.kinds import Delivery
+from celery_dalga.kinds.amqp import Amqp
+from celery_dalga.kinds.task import CeleryTask
 from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.schedules import (
     Repeat,
@@ -35,7 +38,6 @@ from celery_dalga.schedules import (
 )
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import store_for
-from celery_dalga.tasks import call_tasks, publish
 
 UTC_ZONE = parse_location("UTC")
 LA = parse_location("America/Los_Angeles")
@@ -296,12 +298,14 @@ def test_a_task_no_longer_allowed_is_not_called_at_delivery():
 
     settings = settings_on("sqlite://", unique_table(), allowed_tasks="other.task")
     before = list(celery_test_tasks.received)
-    (answer,) = call_tasks(settings, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
-    assert answer.status is None and "allowed_tasks" in answer.error
+    kind = CeleryTask()
+    (answer,) = kind.deliver(settings, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
+    assert answer.delivery is Delivery.FAILED and "allowed_tasks" in answer.detail
     assert celery_test_tasks.received == before
     allowed = settings_on("sqlite://", unique_table(), allowed_tasks="dalga_test.record")
-    (answer,) = call_tasks(allowed, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
-    assert answer.status == 200 and celery_test_tasks.received == [*before, "body"]
+    (answer,) = kind.deliver(allowed, [_run(task="dalga_test.record")], 0, celery_test_tasks.app)
+    assert answer.delivery is Delivery.DELIVERED and answer.status is None  # no HTTP status
+    assert answer.detail == "returned None" and celery_test_tasks.received == [*before, "body"]
 
 
 def test_an_exchange_no_longer_allowed_is_not_published_to(rabbitmq_url):
@@ -314,9 +318,9 @@ def test_an_exchange_no_longer_allowed_is_not_published_to(rabbitmq_url):
     )
     nobody = f"nobody-{uuid.uuid4().hex}"
     runs = [_run(exchange="amq.default"), _run(nobody)]
-    refused, trusted = publish(settings, runs, 0, None)
-    assert refused.status is None and "allowed_exchanges" in refused.error
-    assert "Unroutable" in trusted.error  # publish_exchange, the operator's, was tried
+    refused, trusted = Amqp().deliver(settings, runs, 0, None)
+    assert refused.delivery is Delivery.FAILED and "allowed_exchanges" in refused.detail
+    assert "Unroutable" in trusted.detail  # publish_exchange, the operator's, was tried
 
 
 # -- 5. the SQLite files are private ---------------------------------------------------------
