@@ -145,10 +145,10 @@ def test_callbacks_arrive_through_rabbitmq(make_stack, rabbitmq_url):
     assert sorted(c.body for c in calls) == [str(i) for i in range(5)]
 
 
-def test_a_run_carries_its_location_and_expires_and_old_messages_still_decode():
-    """Optional fields travel only when they differ from the defaults, so a UTC run without
-    an exchange is the message of earlier versions; and their messages decode (location
-    UTC)."""
+def test_a_run_carries_its_location_and_expires_and_fields_at_defaults_stay_out():
+    """Optional fields travel only when they differ from the defaults: a UTC run without an
+    exchange is the single-run message of earlier versions, and a batch carries named
+    columns, an optional one only when some run needs it."""
     sched = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
     plain = Run(1, job_key("feeds", "1"), "feeds", "1", sched, "t" * 32)
     old_keys = "path body sched job_id key token manual"
@@ -157,8 +157,29 @@ def test_a_run_carries_its_location_and_expires_and_old_messages_still_decode():
     for task in (messages.run_task(located), messages.batch_task([located, plain], 0)):
         decoded = messages.runs_of(task.name, json.loads(json.dumps(task.kwargs)))
         assert decoded[0] == located and decoded[0].dalga_sched == "2026-11-23T15:00:00+03:00"
-    old_run = [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", False]
-    assert messages.batch_task([located, plain], 0).kwargs["runs"][1] == old_run
+    assert messages.batch_task([plain, plain], 0).kwargs["runs"] == {
+        "job_id": [1, 1],
+        "path": ["feeds", "feeds"],
+        "body": ["1", "1"],
+        "sched": ["2026-11-23T12:00:00.123456+00:00"] * 2,
+    }
+    columns = messages.batch_task([located, plain], 0).kwargs["runs"]
+    assert columns["location"] == ["Europe/Istanbul", "UTC"] and "manual" not in columns
+
+
+def test_a_run_of_a_named_kind_carries_its_kind_and_options():
+    sched = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    run = Run(1, job_key("feeds", "1"), "feeds", "1", sched, "t" * 32, True)
+    kala = replace(run, kind="kala", options={"method": "GET", "headers": {"X-A": "1"}})
+    for task in (messages.run_task(kala), messages.batch_task([run, kala], 0)):
+        decoded = messages.runs_of(task.name, json.loads(json.dumps(task.kwargs)))
+        assert decoded[-1] == kala and decoded[-1].options == kala.options
+    assert "kind" not in messages.run_task(run).kwargs
+
+
+def test_an_http_callback_queued_by_an_earlier_version_still_decodes():
+    sched = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    plain = Run(1, job_key("feeds", "1"), "feeds", "1", sched, "t" * 32)
     old_single = {  # an http_callback of an exchange job, as the version before wrote it
         "path": "feeds",
         "body": "1",
@@ -173,14 +194,26 @@ def test_a_run_carries_its_location_and_expires_and_old_messages_still_decode():
     (run,) = messages.runs_of(messages.TASK_NAME, old_single)
     assert run == replace(plain, exchange="jobs", expires=60.0)
     assert run.dalga_sched == "2026-11-23T12:00:00Z"
+    oldest = {k: v for k, v in old_single.items() if k not in ("manual", "exchange", "expires")}
+    assert messages.runs_of(messages.TASK_NAME, oldest) == [plain]
+
+
+def test_a_batch_of_positional_runs_queued_by_an_earlier_version_still_decodes():
+    """[job_id, path, body, instant, manual] followed by [exchange, expires, task, location]
+    up to the last one not at its default."""
+    sched = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+    plain = Run(1, job_key("feeds", "1"), "feeds", "1", sched, "t" * 32)
+    at = "2026-11-23T12:00:00.123456+00:00"
     old_batch = {
         "token": "t" * 32,
         "runs": [
-            [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", False],
-            [1, "feeds", "1", "2026-11-23T12:00:00.123456+00:00", True, "jobs", 60.0, None],
+            [1, "feeds", "1", at, False],
+            [1, "feeds", "1", at, True, "jobs", 60.0, None],
+            [1, "feeds", "1", at, False, None, None, "app.refresh", "Europe/Istanbul"],
         ],
     }
     assert messages.runs_of(messages.BATCH_TASK_NAME, old_batch) == [
         plain,
         replace(plain, manual=True, exchange="jobs", expires=60.0),
+        replace(plain, task="app.refresh", location="Europe/Istanbul"),
     ]
