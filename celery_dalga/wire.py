@@ -176,7 +176,7 @@ def kala_job_stats(job_id: int, history: list[dict[str, Any]]) -> list[dict[str,
             "JobId": str(job_id),
             "RanAt": instant(attempts[0]["started"]),
             "NumberOfRetries": len(attempts) - 1,
-            "Success": attempts[-1]["status"] in (200, 204),
+            "Success": attempts[-1]["outcome"] in ("done", "deleted"),  # delivered, any kind
             "ExecutionDuration": int(
                 (attempts[-1]["finished"] - attempts[0]["started"]).total_seconds() * 1e9
             ),

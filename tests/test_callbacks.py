@@ -200,6 +200,9 @@ def test_a_job_can_call_a_celery_task_with_its_body(make_stack):
     _wait(lambda: not stack.store.get("tasks", "none").enabled)
     assert "no task 'dalga_test.missing'" in stack.store.get("tasks", "none").last_error
     assert stack.endpoint.calls == []  # no HTTP call for task jobs
+    done = stack.api.get("/jobs/tasks/ok/runs").get_json()["runs"][-1]
+    assert (done["status"], done["error"], done["outcome"]) == (None, None, "done")  # no 200
+    assert stack.api.get("/jobs/tasks/ok/stats").get_json()["job_stats"][0]["Success"]
 
 
 def test_cron_with_seconds_first_runs_every_second(make_stack):

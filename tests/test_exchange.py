@@ -91,6 +91,8 @@ def test_a_job_with_an_exchange_publishes_instead_of_calling(make_stack, rabbitm
     assert stack.endpoint.calls == []  # nothing went over HTTP
     job = stack.store.get("feeds.rss", "42")
     assert job.success_count >= 1 and job.error_count == 0
+    confirmed = stack.api.get("/jobs/feeds.rss/42/runs").get_json()["runs"][-1]
+    assert (confirmed["status"], confirmed["outcome"]) == (None, "done")  # a confirm, no 200
 
 
 def test_the_global_exchange_publishes_as_a_jobs_own_exchange_does(
