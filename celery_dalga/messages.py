@@ -36,7 +36,7 @@ BATCH_TASK_NAME = "celery_dalga.http_callbacks"
 LPUSH_BYTES = 8 << 20  # the most one LPUSH carries (the envelopes are ASCII JSON)
 SPREAD = 4  # a batch is cut into at least this many tasks, so that every worker gets some
 SHOWN = 3  # runs a batch task's repr names
-# a Run's optional fields with their defaults: a message carries those that differ
+# a Run's optional fields, in its order, with their defaults: a message carries those that differ
 OPTIONAL: dict[str, Any] = {
     "manual": False,
     "exchange": None,
@@ -149,8 +149,14 @@ def runs_of(name: str, kwargs: dict[str, Any]) -> list[Run]:
     token, runs = kwargs["token"], kwargs["runs"]
     if isinstance(runs, list):
         return [_run(_named(values), None, token) for values in runs]
-    rows = [dict(zip(runs, values, strict=True)) for values in zip(*runs.values(), strict=True)]
-    return [_run(fields, None, token) for fields in rows]
+    count = len(runs["job_id"])
+    optional = [runs.get(name, [default] * count) for name, default in OPTIONAL.items()]
+    return [
+        Run(job_id, job_key(path, body), path, body, datetime.fromisoformat(sched), token, *rest)
+        for job_id, path, body, sched, *rest in zip(
+            runs["job_id"], runs["path"], runs["body"], runs["sched"], *optional, strict=True
+        )
+    ]
 
 
 def _named(values: list[Any]) -> dict[str, Any]:
