@@ -54,9 +54,8 @@ class Amqp(Kind):
         changed since) fails unpublished."""
         url = publishing.publish_url(settings)
         if not url:
-            return [Result.refused("no AMQP broker to publish to: set DALGA_PUBLISH_URL")] * len(
-                runs
-            )
+            why = "no AMQP broker to publish to: set DALGA_PUBLISH_URL"
+            return [Result.refused(why) for _ in runs]
         publisher = publishing.publisher(url)
         results = []
         for run in runs:
