@@ -282,7 +282,7 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
     assert endpoint.calls_to("paused") == []
 
 
-# README's "Going back to Dalga", for table {t}
+# docs/coming-from-dalga.md, "Going back to Dalga", for table {t}
 GOING_BACK = [
     "DELETE FROM `{t}` WHERE cron IS NOT NULL OR `repeat` IS NOT NULL OR parent_key IS NOT NULL",
     "UPDATE `{t}` SET `interval` = '' WHERE one_off OR `interval` IS NULL",

@@ -1,7 +1,7 @@
 """What Dalga v4.0.1's own tests assert, ported where celery-dalga means the same thing:
 internal/scheduler TestSchedHeader, client_test TestEnableScheduling, internal/table
 TestAddJob and cluster_test's "run at most once". Where our semantics differ the test says so
-(README, "Coming from Dalga")."""
+(docs/coming-from-dalga.md, "What is still different")."""
 
 from __future__ import annotations
 
