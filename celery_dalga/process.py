@@ -28,7 +28,8 @@ class Shared:
     """What the threads of this process share, each thing made on first use."""
 
     def __init__(self, metrics_served: bool = False, stops_at_exit: bool = False):
-        self.lock = threading.RLock()
+        self.lock = threading.Lock()
+        self.registering = threading.Lock()  # held while an instance starts (a database call)
         self.stores: dict[Settings, Store] = {}
         self.instances: dict[Settings, Instance] = {}
         self.things: dict[Hashable, Any] = {}
@@ -55,7 +56,7 @@ def store_for(settings: Settings) -> Store:
 def instance_for(settings: Settings, kind: str = "worker") -> Instance:
     """This process's instance for these settings, started on first use and again once
     stopped (the first caller's kind names it: `dalga run` registers as one "run" instance)."""
-    with _shared.lock:
+    with _shared.registering:
         instance = _shared.instances.get(settings)
         if instance is None or instance.stopped:
             if not _shared.stops_at_exit:
@@ -104,7 +105,7 @@ def reset_after_fork() -> None:
 
 def stop() -> None:
     """Deregister this process's instances (it is stopping)."""
-    with _shared.lock:
+    with _shared.registering:
         stopping = list(_shared.instances.values())
         _shared.instances.clear()
     for instance in stopping:
