@@ -16,7 +16,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import cached_property, lru_cache
+from functools import cached_property
 from operator import itemgetter
 from typing import Any
 
@@ -54,7 +54,6 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from celery_dalga import adopt
 from celery_dalga import runs as protocol
-from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run, aware, job_key, naive, new_job_columns
 from celery_dalga.runs import RETRY_WAIT, Attempt, Change, Outcome, Policy
 from celery_dalga.spec import InvalidParameter, JobSpec
@@ -1007,9 +1006,3 @@ def _if_running(t: Table, value: Any) -> Any:
 
 def _int(condition: Any) -> Any:
     return case((condition, 1), else_=0)
-
-
-@lru_cache(maxsize=8)
-def store_for(settings: Settings) -> Store:
-    """The process's Store for these settings (one engine and pool per process)."""
-    return Store(make_engine(settings.database_url), settings.table, Policy.from_settings(settings))

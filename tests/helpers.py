@@ -32,8 +32,8 @@ def settings_on(url: str, table: str, base_url: str = "http://127.0.0.1:1/", **e
 def api_client(url: str) -> Iterator[Any]:
     """A Flask test client of the API on a fresh table of `url` (its Store as .store); the
     table is dropped and the instances stopped afterwards."""
-    from celery_dalga import instances
-    from celery_dalga.store import store_for
+    from celery_dalga import process
+    from celery_dalga.process import store_for
     from webapi import create_app
 
     settings = settings_on(url, unique_table())
@@ -44,5 +44,5 @@ def api_client(url: str) -> Iterator[Any]:
     try:
         yield client
     finally:
-        instances.stop_all()
+        process.stop()
         store.drop_table()

@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, text
 
 from celery_dalga import adopt
 from celery_dalga.jobs import job_key
-from celery_dalga.store import TableError, store_for
+from celery_dalga.process import store_for
+from celery_dalga.store import TableError
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
@@ -109,10 +110,10 @@ PAST = datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 @pytest.fixture
 def stop_instances():
-    from celery_dalga import instances
+    from celery_dalga import process
 
     yield
-    instances.stop_all()
+    process.stop()
 
 
 def test_the_upgrade_keeps_every_job_its_next_run_schedule_and_location(

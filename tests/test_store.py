@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from celery_dalga.retry import RetryPolicy
 from celery_dalga.runs import RETRY_WAIT, Attempt, Outcome, Policy
 from celery_dalga.spec import parse_spec
 from celery_dalga.store import Store
@@ -327,7 +328,7 @@ def test_one_task_settles_200_204_500_and_no_answer_in_one_transaction(store, cl
 def test_failure_waits_out_the_backoff_then_runs_again_with_the_same_instant(
     any_db_url, make_store
 ):
-    store = make_store(any_db_url, policy=Policy(lease=30, retry_stop_after=60))
+    store = make_store(any_db_url, policy=Policy(lease=30, retry=RetryPolicy(stop_after=60)))
     store.clock = clock = Clock()
     store.put(spec(interval="10", immediate="true"))
     run = store.claim(10)[0]
