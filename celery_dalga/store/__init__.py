@@ -69,7 +69,7 @@ class Store(Database):
     fence = runs.fence
     settle = runs.settle
 
-    history_of = history.history_of
+    history_of = history.read
     prune_history = history.prune
 
     heartbeat = instances.heartbeat

@@ -61,7 +61,7 @@ def _upsert(history: Table, dialect: Dialect) -> Any:
 
 
 @rerun_transient
-def history_of(db: Database, path: str, body: str, limit: int = 1000) -> list[dict[str, Any]]:
+def read(db: Database, path: str, body: str, limit: int = 1000) -> list[dict[str, Any]]:
     """The job's kept attempts, newest first (also after a one-off job is gone)."""
     h = db.history
     query = (

@@ -1,7 +1,7 @@
 """The store's tests run on MariaDB, PostgreSQL and SQLite (any_db_url), on a fresh table."""
 
 import pytest
-from store_helpers import Clock
+from helpers import Clock
 
 from celery_dalga.runs import Policy
 from celery_dalga.store import Store

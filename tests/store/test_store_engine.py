@@ -5,8 +5,8 @@ import threading
 from datetime import UTC, datetime
 
 import pytest
+from helpers import spec
 from sqlalchemy import text
-from store_helpers import spec
 
 from celery_dalga.store import dialects
 

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from store_helpers import spec
+from helpers import spec
 
 from celery_dalga.runs import Attempt, Policy
 

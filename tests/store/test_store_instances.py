@@ -3,8 +3,8 @@
 import logging
 import threading
 
+from helpers import spec
 from sqlalchemy import text
-from store_helpers import spec
 
 
 def test_status_counts_in_dalgas_names(store, clock):

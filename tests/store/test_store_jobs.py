@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import timedelta
 
-from store_helpers import answer, spec
+from helpers import answer, spec
 
 from celery_dalga.runs import Outcome
 

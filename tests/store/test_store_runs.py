@@ -4,8 +4,8 @@ import threading
 from datetime import timedelta
 
 import pytest
+from helpers import Clock, answer, spec
 from sqlalchemy import text
-from store_helpers import Clock, answer, spec
 
 from celery_dalga.runs import RETRY_WAIT, Attempt, Outcome, Policy
 

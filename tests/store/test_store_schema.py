@@ -3,8 +3,8 @@
 from dataclasses import replace
 
 import pytest
+from helpers import spec
 from sqlalchemy import text
-from store_helpers import spec
 
 from celery_dalga.store import TableError
 
