@@ -20,8 +20,10 @@ def stored(values: dict[str, Any]) -> dict[str, Any]:
 def new_row(spec: JobSpec, first_sched: datetime | None, now: datetime) -> dict[str, Any]:
     """The columns a PUT writes for spec (celery_dalga.jobs.new_job_columns), with the
     callback kind and its options (a JSON object)."""
-    options = None if spec.options is None else json.dumps(spec.options)
-    return {**new_job_columns(spec, first_sched, now), "kind": spec.kind, "options": options}
+    row = new_job_columns(spec, first_sched, now)
+    row["kind"] = spec.kind
+    row["options"] = None if spec.options is None else json.dumps(spec.options)
+    return row
 
 
 def job_of(row: Mapping[Any, Any]) -> Job:

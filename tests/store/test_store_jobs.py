@@ -122,7 +122,7 @@ def test_put_many_keeps_each_jobs_kind_and_options(store, clock):
     specs = [
         replace(spec(body=str(i), interval="60"), kind=kind, options=options)
         for i, (kind, options) in enumerate(
-            [("kala", {"url": "http://x/"}), (None, None), ("shell", {"args": ["a", "b"]})]
+            [("kala", {"url": "http://x/"}), (None, None), ("shell", {"args": ["a", 'ü "b"']})]
         )
     ]
     specs.append(replace(spec(body="3", interval="60", if_absent="true"), kind="kala", options={}))
@@ -131,7 +131,7 @@ def test_put_many_keeps_each_jobs_kind_and_options(store, clock):
     assert kept == {
         "0": ("kala", {"url": "http://x/"}),
         "1": (None, None),
-        "2": ("shell", {"args": ["a", "b"]}),
+        "2": ("shell", {"args": ["a", 'ü "b"']}),
         "3": ("kala", {}),
     }
     store.put_many([replace(specs[0], kind="other", options={"n": 1}), specs[1]])
