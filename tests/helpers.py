@@ -3,9 +3,12 @@
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery_dalga.config import Settings
+from celery_dalga.runs import Attempt
+from celery_dalga.spec import parse_spec
 
 
 def unique_table() -> str:
@@ -46,3 +49,27 @@ def api_client(url: str) -> Iterator[Any]:
     finally:
         process.stop()
         store.drop_table()
+
+
+def spec(path="feeds", body="1", **params):
+    """A checked JobSpec from Dalga's parameters given as keywords (retry_interval=...)."""
+    return parse_spec(path, body, {k.replace("_", "-"): v for k, v in params.items()})
+
+
+def answer(store, run, status, duration=0.0):
+    """Settle one run with this answer (None: no answer came)."""
+    error = f"HTTP {status}" if status else "curl error 7: refused"
+    return store.settle([Attempt(run, status, error, duration)])[0]
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start=datetime(2026, 6, 1, 12, 0, tzinfo=UTC)):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)

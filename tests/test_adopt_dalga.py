@@ -296,6 +296,7 @@ GOING_BACK = [
     " DROP INDEX ix_{t}_parent_key, DROP INDEX ix_{t}_path_id, DROP COLUMN job_key,"
     " DROP COLUMN cron, DROP COLUMN `repeat`, DROP COLUMN one_off, DROP COLUMN exchange,"
     " DROP COLUMN task, DROP COLUMN parent_key, DROP COLUMN retries, DROP COLUMN retry_interval,"
+    " DROP COLUMN kind, DROP COLUMN options,"
     " DROP COLUMN epsilon, DROP COLUMN enabled, DROP COLUMN triggered_at, DROP COLUMN token,"
     " DROP COLUMN attempts, DROP COLUMN success_count, DROP COLUMN error_count,"
     " DROP COLUMN last_success, DROP COLUMN last_attempt, DROP COLUMN last_error,"

@@ -4,8 +4,7 @@ dependent jobs, per-job retries and epsilon, delete all, insert-if-absent."""
 from datetime import timedelta
 
 import pytest
-from helpers import settings_on, unique_table
-from test_store import Clock, answer
+from helpers import Clock, answer, settings_on, unique_table
 
 from celery_dalga import Client, InvalidParameter, JobNotFound, process
 from celery_dalga.runs import Outcome
