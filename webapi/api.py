@@ -16,8 +16,8 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from celery_dalga import metrics
+from celery_dalga.client import Client, JobExists
 from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
-from celery_dalga.store import JobExists
 from celery_dalga.values import parse_bool, shown
 from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
 from webapi.context import dalga
@@ -47,7 +47,7 @@ def _unescape(name: str, segment: str) -> str:
     return unquote_plus(segment, errors="strict")
 
 
-def _split(rest: str) -> tuple[str, str]:
+def _split(rest: str, max_body: int) -> tuple[str, str]:
     """{path}/{body} from what follows /jobs/: the body is the last segment, the path the rest
     (so a path may hold slashes); each is URL-decoded once more, as Dalga does."""
     raw_path, _, raw_body = rest.rpartition("/")
@@ -55,7 +55,7 @@ def _split(rest: str) -> tuple[str, str]:
         path, body = _unescape("path", raw_path), _unescape("body", raw_body)
     except UnicodeDecodeError:
         raise InvalidParameter("body", "escapes that are not UTF-8") from None
-    check_key(path, body, dalga().client.settings.max_body)
+    check_key(path, body, max_body)
     return path, body
 
 
@@ -89,8 +89,8 @@ def _reject_unknown(known: list[str]) -> None:
 
 @api.route("/jobs/<anypath:rest>", methods=["GET", "PUT", "DELETE", "POST", "PATCH"])
 def job_route(rest: str) -> Any:
-    path, body = _split(rest)
     client = dalga().client
+    path, body = _split(rest, client.settings.max_body)
     if request.method == "PUT":
         params = {**request.args.to_dict(), **request.form.to_dict()}
         try:
@@ -117,15 +117,14 @@ def job_route(rest: str) -> Any:
         job = client.trigger(path, body)
         log.info("triggered path=%s", path)
         return jsonify(job_json(job)), 200
-    return _pause_or_resume(path, body)  # PATCH, the one method left
+    return _pause_or_resume(client, path, body)  # PATCH, the one method left
 
 
-def _pause_or_resume(path: str, body: str) -> Any:
+def _pause_or_resume(client: Client, path: str, body: str) -> Any:
     _reject_unknown(["disable", "enable"])
     wants = [name for name in ("disable", "enable") if _bool_arg(name)]
     if len(wants) != 1:
         raise InvalidParameter("disable", "give exactly one of disable=true or enable=true")
-    client = dalga().client
     job = client.resume(path, body) if wants == ["enable"] else client.pause(path, body)
     log.info("%sd path=%s", wants[0], path)
     return jsonify(job_json(job)), 200
@@ -169,14 +168,16 @@ def _legacy_key(known: list[str]) -> tuple[str, str]:
 @api.get("/jobs/<anypath:rest>/runs")
 def history(rest: str) -> Any:
     """The job's last attempts, newest first (Kala's history)."""
-    path, body = _split(rest)
-    return jsonify(runs=[attempt_json(a) for a in dalga().client.history(path, body)])
+    client = dalga().client
+    path, body = _split(rest, client.settings.max_body)
+    return jsonify(runs=[attempt_json(a) for a in client.history(path, body)])
 
 
 @api.get("/jobs/<anypath:rest>/stats")
 def job_stats(rest: str) -> Any:
     """Kala's per-job stats."""
-    return jsonify(job_stats=dalga().client.stats(*_split(rest)))
+    client = dalga().client
+    return jsonify(job_stats=client.stats(*_split(rest, client.settings.max_body)))
 
 
 @api.delete("/jobs")

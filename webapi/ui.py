@@ -13,9 +13,8 @@ from urllib.parse import urlencode
 from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from celery_dalga.client import JobNotFound
+from celery_dalga.client import JobExists, JobNotFound
 from celery_dalga.spec import PARAMETERS, InvalidParameter
-from celery_dalga.store import JobExists
 from celery_dalga.values import shown
 from celery_dalga.wire import attempt_json, instant
 from webapi.context import dalga
