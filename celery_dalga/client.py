@@ -29,8 +29,6 @@ from celery_dalga.wire import SORTS, Cursor, kala_job_stats
 
 __all__ = ["Client", "JobExists", "JobNotFound", "Page"]
 
-__all__ = ["Client", "JobExists", "JobNotFound", "Page"]
-
 
 class JobNotFound(LookupError):
     """No job has this path and body (HTTP answers 404)."""
