@@ -1,5 +1,5 @@
-"""Bulk import: jobs from JSON lines or CSV, checked as PUT checks them (Client.spec, and the
-store's parent checks) and written in batches."""
+"""Bulk import: jobs from JSON lines or CSV, read and checked as PUT reads and checks them
+(Client.spec) and written in batches (Client.put_many)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
 def specs(
     rows: Iterable[tuple[int, dict[str, str]]], client: Client
 ) -> Iterator[tuple[int, JobSpec]]:
-    """(line number, spec): every record checked as PUT checks it; a bad one stops the
-    import, naming its line."""
+    """(line number, spec): every record read and checked as PUT does it; a bad one stops
+    the import, naming its line."""
     for number, row in rows:
         params = dict(row)
         path, body = params.pop("path", ""), params.pop("body", "")
@@ -68,17 +68,15 @@ def chunks(items: Iterable[tuple[int, JobSpec]], size: int) -> Iterator[list[tup
 def import_jobs(
     client: Client, stream: IO[str], fmt: str, batch: int = 5000, progress: bool = True
 ) -> int:
-    """Write the stream's jobs through the client's store in transactions of `batch`;
-    returns how many were written.
+    """Write the stream's jobs through Client.put_many in transactions of `batch`; returns
+    how many were written.
 
-    Jobs are checked by the client's rules, as PUT checks them; a dependent job's parent must
-    come on an earlier line (or be in the table), and an if-absent job that exists is left as
-    it is.
+    Jobs pass PUT's checks, with PUT's messages; a dependent job's parent must come on an
+    earlier line (or be in the table), and an if-absent job that exists is left as it is.
     While the database writes one batch (in a writer thread), the next is read and checked.
     Batches before a bad line stay written; every job is whole (never half-written), and
     importing the same file again reschedules the same jobs rather than adding new ones.
     """
-    store = client.store
     written = 0
     with (
         tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar,
@@ -89,7 +87,7 @@ def import_jobs(
             for chunk in chunks(specs(records(stream, fmt), client), batch):
                 if in_flight is not None:
                     written += _settled(*in_flight, bar)
-                in_flight = writer.submit(store.put_many, [s for _, s in chunk]), chunk
+                in_flight = writer.submit(client.put_many, [s for _, s in chunk]), chunk
         finally:
             if in_flight is not None:
                 written += _settled(*in_flight, bar)
@@ -97,8 +95,8 @@ def import_jobs(
 
 
 def _settled(batch: Future[int], chunk: list[tuple[int, JobSpec]], bar: tqdm) -> int:
-    """Wait for a batch's write and count it on the progress bar; a job the store refused
-    is a BadRecord naming its line."""
+    """Wait for a batch's write and count it on the progress bar; a job put_many refused is
+    a BadRecord naming its line."""
     try:
         count = batch.result()
     except JobRefused as exc:

@@ -1,10 +1,17 @@
 """celery_dalga.Client: schedule, get, cancel, trigger, pause, resume, list and status from
 Python, without the web server (in a Django or Flask app, a script, a Celery task), with the
-same checks and the same errors as the HTTP interface."""
+same checks and the same errors as the HTTP interface.
+
+The Client is the one scheduling path: PUT /jobs, /schedule, the UI's form and
+Client.schedule write through Client.put, `dalga import` through Client.spec and
+Client.put_many; every job passes one set of checks (Client.spec: the callback kind's and
+min_interval), then the store's in the writing transaction (the parent exists, no cycle,
+if-absent)."""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -12,14 +19,15 @@ from typing import Any
 
 from celery_dalga.config import Settings, load_settings, settings_for
 from celery_dalga.jobs import Job
+from celery_dalga.process import store_for
 from celery_dalga.publishing import publish_url
 from celery_dalga.schedules import Schedule, ScheduleError
 from celery_dalga.spec import InvalidParameter, JobSpec, allowed, check_key, parse_spec
-from celery_dalga.store import JobExists, Store, store_for
-
-__all__ = ["Client", "JobExists", "JobNotFound", "Page"]
+from celery_dalga.store import JobExists, Store
 from celery_dalga.values import shown
 from celery_dalga.wire import SORTS, Cursor, kala_job_stats
+
+__all__ = ["Client", "JobExists", "JobNotFound", "Page"]
 
 
 class JobNotFound(LookupError):
@@ -68,7 +76,8 @@ class Client:
     ) -> Job:
         """Schedule or reschedule (path, body), as PUT /jobs/{path}/{body} with these
         parameters; raises InvalidParameter (naming the parameter) for bad input, and
-        JobExists with if_absent when the job is there already."""
+        JobExists with if_absent when the job is there already. The values are written as
+        PUT's parameters, so that every refusal is PUT's, word for word."""
         params = {
             "interval": _seconds(interval),
             "cron": cron,
@@ -85,80 +94,54 @@ class Client:
             "epsilon": _seconds(epsilon),
             "if-absent": "true" if if_absent else None,
         }
-        spec = self.spec(path, body, {k: v for k, v in params.items() if v is not None})
-        return self.store.put(spec)
+        return self.put(path, body, {k: v for k, v in params.items() if v is not None})
 
-    def spec(self, path: str, body: str, params: dict[str, str]) -> JobSpec:
-        """PUT's parameters checked, as the HTTP interface (and `dalga import`) checks them;
-        the store checks the parent when it writes the job."""
+    def put(self, path: str, body: str, params: Mapping[str, str]) -> Job:
+        """Schedule or reschedule (path, body) with PUT's parameters (the query string or
+        form of PUT /jobs and /schedule, the UI's form): read and checked by spec(), then
+        written by the store, which checks the parent (it exists, no cycle) in the writing
+        transaction; JobExists for an if-absent job that is there already."""
+        return self.store.put(self.spec(path, body, params))
+
+    def put_many(self, specs: builtins.list[JobSpec]) -> int:
+        """Write specs that spec() returned in one transaction (`dalga import`), each as put()
+        writes it; returns how many. A job the store refuses (its parent) is a JobRefused
+        naming it, and none of the batch is written."""
+        return self.store.put_many(specs)
+
+    def spec(self, path: str, body: str, params: Mapping[str, str]) -> JobSpec:
+        """PUT's parameters read into a spec and checked: the one set of checks a job passes
+        before it is written, on every path (the callback kind's, then min_interval);
+        InvalidParameter, naming the parameter, for anything PUT refuses before it writes."""
         spec = parse_spec(path, body, params, self.settings.max_body)
-        if spec.exchange:
-            if not allowed(self.settings.allowed_exchanges, spec.exchange):
-                raise InvalidParameter(
-                    "exchange",
-                    f"{shown(spec.exchange)} is not in the allowed_exchanges setting "
-                    "(DALGA_ALLOWED_EXCHANGES)",
-                )
-            if not publish_url(self.settings):
-                raise InvalidParameter(
-                    "exchange", "publishing needs an AMQP broker: set DALGA_PUBLISH_URL"
-                )
-        if spec.task and not allowed(self.settings.allowed_tasks, spec.task):
-            raise InvalidParameter(
-                "task",
-                f"{shown(spec.task)} is not in the allowed_tasks setting (DALGA_ALLOWED_TASKS)",
-            )
-        self._check_gaps(spec)
+        validate_kind(spec, self.settings)
+        _check_gaps(spec, self.settings.min_interval)
         return spec
-
-    def _check_gaps(self, spec: JobSpec) -> None:
-        """The hot-loop guard: no schedule and no retry runs a job more often than
-        min_interval seconds."""
-        least = self.settings.min_interval
-        if spec.retry_interval is not None and spec.retry_interval < least:
-            raise InvalidParameter("retry-interval", f"must be at least {least:g} s (min_interval)")
-        schedule = spec.schedule
-        try:
-            if spec.parent:
-                gap = None
-            elif schedule.cron or schedule.repeat:  # sampled: once an hour per schedule
-                gap = _shortest_gap(schedule, _hour())
-            else:
-                gap = schedule.shortest_gap(datetime.now(UTC))
-        except ScheduleError:
-            return  # no slots to compare: first_sched says what is wrong with the schedule
-        if gap is not None and gap < least:
-            name = (
-                "cron" if spec.schedule.cron else "schedule" if spec.schedule.repeat else "interval"
-            )
-            raise InvalidParameter(
-                name, f"runs every {gap:g} s, less than min_interval {least:g} s"
-            )
 
     def get(self, path: str, body: str) -> Job | None:
         """The job, or None."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self.store.get(path, body)
 
     def cancel(self, path: str, body: str) -> bool:
         """Delete the job; False if there was none (HTTP answers 204 either way)."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self.store.delete(path, body)
 
     def trigger(self, path: str, body: str) -> Job:
         """Run the job once, now, leaving its schedule as it is."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self._found(self.store.trigger(path, body))
 
     def pause(self, path: str, body: str) -> Job:
         """Stop the job's runs until resume(); a run in flight finishes."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self._found(self.store.set_enabled(path, body, enabled=False))
 
     def resume(self, path: str, body: str) -> Job:
         """Run the job again: at once if its scheduled instant passed meanwhile (unless
         intervals are fixed), else at that instant."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self._found(self.store.set_enabled(path, body, enabled=True))
 
     def list(
@@ -168,8 +151,11 @@ class Client:
         reverse: bool = False,
         limit: int = 100,
         cursor: str | None = None,
+        after: tuple[Any, ...] | None = None,
     ) -> Page:
-        """A page of jobs as GET /jobs lists them; pass the page's cursor for the next."""
+        """A page of jobs as GET /jobs lists them; pass the page's cursor for the next (or
+        `after`, the keyset of the last job seen: its (id,), or (next_sched, id) in
+        next-sched order)."""
         if cursor:
             at = Cursor.decode(cursor)
             path, sort_by, reverse, limit, after = (
@@ -179,8 +165,6 @@ class Client:
                 at.limit,
                 at.last,
             )
-        else:
-            after = None
         if sort_by not in SORTS:
             raise InvalidParameter("sort-by", f"{shown(sort_by)} is not one of {', '.join(SORTS)}")
         if not 1 <= limit <= 1000:
@@ -189,14 +173,32 @@ class Client:
         next_cursor = Cursor.after(jobs[-1], path, sort_by, reverse, limit).encode() if jobs else ""
         return Page(jobs, next_cursor)
 
-    def status(self) -> dict[str, Any]:
-        """What GET /status answers (this client is no instance: instance_id is None)."""
-        return self.store.status()
+    def search(self, prefix: str | None, after: int | None, limit: int) -> builtins.list[Job]:
+        """Jobs whose path starts with prefix (any job without one), in insert order after
+        the job with id `after` (the UI's search)."""
+        return self.store.page(path_prefix=prefix, after=(after,) if after else None, limit=limit)
+
+    def parent(self, job: Job) -> Job | None:
+        """The job's parent, None for a job that has none."""
+        return self.store.get_by_key(job.parent_key)
+
+    def children(self, job: Job, limit: int) -> builtins.list[Job]:
+        """The first `limit` of the jobs that run after this one, in insert order."""
+        return self.store.page(parent_key=job.key, limit=limit)
+
+    def status(self, instance_id: int | None = None) -> dict[str, Any]:
+        """What GET /status answers, as the given instance (instance_id is None for a client
+        that is no instance)."""
+        return self.store.status(instance_id)
+
+    def instances(self) -> builtins.list[dict[str, Any]]:
+        """The live beat, worker and web instances, from their heartbeats."""
+        return self.store.live_instances()
 
     def history(self, path: str, body: str) -> builtins.list[dict[str, Any]]:
         """The job's last attempts, newest first: scheduled instant, start, finish, status,
         error, duration, instance and outcome (kept after a one-off job is gone)."""
-        self._check(path, body)
+        self._check_key(path, body)
         return self.store.history_of(path, body)
 
     def stats(self, path: str, body: str) -> builtins.list[dict[str, Any]]:
@@ -210,7 +212,7 @@ class Client:
         """Delete every job; returns how many there were."""
         return self.store.delete_all()
 
-    def _check(self, path: str, body: str) -> None:
+    def _check_key(self, path: str, body: str) -> None:
         check_key(path, body, self.settings.max_body)
 
     @staticmethod
@@ -218,6 +220,47 @@ class Client:
         if job is None:
             raise JobNotFound("job not found")
         return job
+
+
+def validate_kind(spec: JobSpec, settings: Settings) -> None:
+    """The checks of the job's callback kind: a task must be in allowed_tasks, an exchange
+    in allowed_exchanges and needs a broker to publish to; an HTTP callback has none."""
+    if spec.exchange:
+        if not allowed(settings.allowed_exchanges, spec.exchange):
+            raise InvalidParameter(
+                "exchange",
+                f"{shown(spec.exchange)} is not in the allowed_exchanges setting "
+                "(DALGA_ALLOWED_EXCHANGES)",
+            )
+        if not publish_url(settings):
+            raise InvalidParameter(
+                "exchange", "publishing needs an AMQP broker: set DALGA_PUBLISH_URL"
+            )
+    if spec.task and not allowed(settings.allowed_tasks, spec.task):
+        raise InvalidParameter(
+            "task",
+            f"{shown(spec.task)} is not in the allowed_tasks setting (DALGA_ALLOWED_TASKS)",
+        )
+
+
+def _check_gaps(spec: JobSpec, least: float) -> None:
+    """The hot-loop guard: no schedule and no retry runs a job more often than `least`
+    (min_interval) seconds."""
+    if spec.retry_interval is not None and spec.retry_interval < least:
+        raise InvalidParameter("retry-interval", f"must be at least {least:g} s (min_interval)")
+    schedule = spec.schedule
+    try:
+        if spec.parent:
+            gap = None
+        elif schedule.cron or schedule.repeat:  # sampled: once an hour per schedule
+            gap = _shortest_gap(schedule, _hour())
+        else:
+            gap = schedule.shortest_gap(datetime.now(UTC))
+    except ScheduleError:
+        return  # no slots to compare: first_sched says what is wrong with the schedule
+    if gap is not None and gap < least:
+        name = "cron" if schedule.cron else "schedule" if schedule.repeat else "interval"
+        raise InvalidParameter(name, f"runs every {gap:g} s, less than min_interval {least:g} s")
 
 
 def _hour() -> int:

@@ -20,14 +20,12 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from celery_dalga import http, instances, kinds, metrics, publishing
+from celery_dalga import kinds, metrics, process
 from celery_dalga.config import Settings, settings_for
-from celery_dalga.instances import instance_for
 from celery_dalga.jobs import Run
-from celery_dalga.kinds import task as task_kind
 from celery_dalga.messages import BATCH_TASK_NAME, TASK_NAME, runs_of
+from celery_dalga.process import instance_for, store_for
 from celery_dalga.runs import Attempt, Outcome
-from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +149,7 @@ def http_callback(self: Task, **fields: Any) -> str:
 def _reset_after_fork(**_: Any) -> None:
     """A forked pool child must not reuse the parent's database connections, sockets or
     instance: it registers as an instance of its own when it first delivers."""
-    store_for.cache_clear()
-    http.forget_clients()
-    publishing.forget_publishers()
-    instances.forget_after_fork()
-    task_kind.forget_pools()
+    process.reset_after_fork()
 
 
 @worker_init.connect(weak=False)
@@ -186,4 +180,4 @@ def _register_worker(sender: Any = None, **_: Any) -> None:
 @worker_process_shutdown.connect(weak=False)
 @worker_shutdown.connect(weak=False)
 def _deregister(**_: Any) -> None:
-    instances.stop_all()
+    process.stop()

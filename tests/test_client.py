@@ -7,9 +7,10 @@ import pytest
 from celery import Celery
 from helpers import settings_on, unique_table
 
-from celery_dalga import Client, InvalidParameter, JobNotFound, instances
+from celery_dalga import Client, InvalidParameter, JobNotFound, process
+from celery_dalga.client import JobExists
 from celery_dalga.config import as_celery_conf
-from celery_dalga.store import store_for
+from celery_dalga.process import store_for
 from webapi import create_app
 
 
@@ -19,7 +20,7 @@ def client(any_db_url):
     made = Client(settings)
     made.store.create_table()
     yield made
-    instances.stop_all()
+    process.stop()
     made.store.drop_table()
 
 
@@ -94,3 +95,67 @@ def test_a_celery_apps_dalga_keys_choose_the_table(mariadb_url):
         assert client.schedule("from", "celery", interval=60).path == "from"
     finally:
         client.store.drop_table()
+
+
+REFUSED = [
+    ({"interval": 0.5}, {"interval": "0.5"}),
+    ({"interval": 60, "retry_interval": 0.25}, {"interval": "60", "retry-interval": "0.25"}),
+    ({"parent": "nobody/x"}, {"parent": "nobody/x"}),
+    ({"parent": ("a", "b")}, {"parent": "a/b"}),
+    ({"interval": 60, "task": "os.system"}, {"interval": "60", "task": "os.system"}),
+    ({"interval": 60, "retries": 5000}, {"interval": "60", "retries": "5000"}),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "params"), REFUSED)
+def test_every_way_to_schedule_refuses_alike(client, kwargs, params):
+    """PUT, the UI's form, Client.schedule and `dalga import` take one path: the same
+    refusal, word for word, and nothing written."""
+    import io
+    import json
+
+    from markupsafe import escape
+
+    from celery_dalga.bulk import BadRecord, import_jobs
+
+    web = create_app(client.settings, client.store).test_client()
+    answer = web.put("/jobs/a/b", data=params)
+    assert answer.status_code == 400
+    expected = answer.get_json()["error"]
+    with pytest.raises(InvalidParameter) as caught:
+        client.schedule("a", "b", **kwargs)
+    assert str(caught.value) == expected
+    form = web.post("/ui/jobs/new", data={"path": "a", "body": "b", **params})
+    assert form.status_code == 400 and str(escape(expected)) in form.get_data(as_text=True)
+    lines = [{"path": "ok", "body": "1", "interval": 60}, {"path": "a", "body": "b", **params}]
+    with pytest.raises(BadRecord) as refused:
+        import_jobs(client, io.StringIO("\n".join(map(json.dumps, lines))), "jsonl", progress=False)
+    assert str(refused.value) == f"line 2: {expected}"
+    assert client.get("a", "b") is None
+
+
+def test_if_absent_leaves_the_job_on_every_way_to_schedule(client):
+    import io
+
+    from celery_dalga.bulk import import_jobs
+
+    kept = client.schedule("a", "b", interval=60)
+    web = create_app(client.settings, client.store).test_client()
+    assert web.put("/jobs/a/b?interval=120&if-absent=true").status_code == 409
+    form = {"path": "a", "body": "b", "interval": "120", "if-absent": "on"}
+    assert web.post("/ui/jobs/new", data=form).status_code == 400
+    with pytest.raises(JobExists):
+        client.schedule("a", "b", interval=120, if_absent=True)
+    line = '{"path": "a", "body": "b", "interval": 120, "if-absent": true}'
+    assert import_jobs(client, io.StringIO(line), "jsonl", progress=False) == 1
+    assert client.get("a", "b") == kept
+
+
+def test_search_parent_children_and_instances(client):
+    parent = client.schedule("feeds", "1", interval=60)
+    child = client.schedule("mail", "1", parent="feeds/1")
+    assert [j.body for j in client.search("fee", None, 10)] == ["1"]
+    assert client.search(None, parent.id, 10) == [child]
+    assert client.parent(child) == parent and client.parent(parent) is None
+    assert client.children(parent, 10) == [child] and client.children(child, 10) == []
+    assert client.instances() == [] and client.status(7)["instance_id"] == 7

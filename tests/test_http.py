@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from processes import free_port
 
-from celery_dalga import http
+from celery_dalga import http, process
 
 
 @dataclass
@@ -242,7 +242,8 @@ def test_https_with_the_ca_named_in_the_environment(tmp_path, monkeypatch):
         httpd.server_close()
 
 
-def test_each_thread_has_its_own_client():
+def test_each_thread_has_its_own_client(monkeypatch):
+    monkeypatch.setattr(process, "_shared", process.Shared())
     mine = http.client(10, 4)
     assert http.client(10, 4) is mine
     theirs = []
@@ -250,13 +251,13 @@ def test_each_thread_has_its_own_client():
     thread.start()
     thread.join()
     assert theirs[0] is not mine
-    http.forget_clients()
+    process.reset_after_fork()
     assert http.client(10, 4) is not mine
 
 
-def test_the_threads_of_a_process_share_each_destinations_limit(server):
+def test_the_threads_of_a_process_share_each_destinations_limit(server, monkeypatch):
     server.delay = 0.05
-    http.forget_clients()
+    monkeypatch.setattr(process, "_shared", process.Shared())
     answers: list[list[http.Answer]] = []
 
     def deliver() -> None:
@@ -267,6 +268,5 @@ def test_the_threads_of_a_process_share_each_destinations_limit(server):
         thread.start()
     for thread in threads:
         thread.join()
-    http.forget_clients()
     assert [a.status for batch in answers for a in batch] == [200] * 36
     assert server.most_in_flight == 4

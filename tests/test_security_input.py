@@ -27,6 +27,7 @@ from celery_dalga.jobs import Run, job_key
 from celery_dalga.kinds import Delivery
 from celery_dalga.kinds.amqp import Amqp
 from celery_dalga.kinds.task import CeleryTask
+from celery_dalga.process import store_for
 from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.schedules import (
     Repeat,
@@ -37,7 +38,6 @@ from celery_dalga.schedules import (
     repeat_slot,
 )
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 
 UTC_ZONE = parse_location("UTC")
 LA = parse_location("America/Los_Angeles")

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import api_client
+from helpers import Clock, api_client
 from processes import free_port, start, stop, wait_http
-from test_store import Clock
 
 from celery_dalga.runs import Attempt
 

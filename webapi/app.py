@@ -1,89 +1,30 @@
-"""Flask app factory and routes: schedule, get, cancel, trigger, pause, list, status."""
+"""create_app: the Flask app wired from the settings (the Client, this process's instance,
+the Guard and the table's gauges in app.extensions["dalga"]), the API and UI blueprints,
+and the error answers."""
 
 from __future__ import annotations
 
 import logging
-import re
-from urllib.parse import unquote_plus
 
-from flask import Flask, Response, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from flask import Flask, Response, request
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed
-from werkzeug.routing import PathConverter
+from werkzeug.exceptions import HTTPException
 
 from celery_dalga import metrics
 from celery_dalga.client import Client, JobNotFound
 from celery_dalga.config import Settings
-from celery_dalga.instances import Instance, instance_for
-from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
-from celery_dalga.store import JobExists, Store
-from celery_dalga.values import parse_bool, shown
-from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
-from webapi import auth
+from celery_dalga.instances import Instance
+from celery_dalga.process import instance_for
+from celery_dalga.spec import InvalidParameter
+from celery_dalga.store import Store
+from webapi.api import AnyPath, api
+from webapi.auth import Guard
+from webapi.context import Dalga
 from webapi.errors import json_error, short
-from webapi.openapi import openapi_spec
-from webapi.ui import register_ui
+from webapi.ui import ui
 
 log = logging.getLogger(__name__)
-MAX_PAGE = 1000
-BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def _unescape(name: str, segment: str) -> str:
-    """A path segment decoded a second time, as Dalga does (Go's url.QueryUnescape: `+` is a
-    space, `%xx` a byte; a `%` that starts no escape is an error)."""
-    if BAD_ESCAPE.search(segment):
-        raise InvalidParameter(name, f"{shown(segment)} has a % that starts no %XX escape")
-    return unquote_plus(segment, errors="strict")
-
-
-def _split(rest: str, max_body: int) -> tuple[str, str]:
-    """{path}/{body} from what follows /jobs/: the body is the last segment, the path the rest
-    (so a path may hold slashes); each is URL-decoded once more, as Dalga does."""
-    raw_path, _, raw_body = rest.rpartition("/")
-    try:
-        path, body = _unescape("path", raw_path), _unescape("body", raw_body)
-    except UnicodeDecodeError:
-        raise InvalidParameter("body", "escapes that are not UTF-8") from None
-    check_key(path, body, max_body)
-    return path, body
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidParameter(name, f"{shown(raw)} is not an integer") from None
-    if not low <= value <= high:
-        raise InvalidParameter(name, f"must be between {low} and {high}")
-    return value
-
-
-def _reject_unknown(known: list[str]) -> None:
-    """A 400 naming the first query or form parameter that is not one of `known`."""
-    reject_unknown(set(request.args) | set(request.form), known)
-
-
-class AnyPath(PathConverter):
-    """{path}/{body} after /jobs/, empty segments included: an empty path or body deserves
-    a 400 naming it rather than a 404."""
-
-    regex = r"[\s\S]*"  # CR and LF too: a path holding them gets its 400
-    part_isolating = False
-
-
-def _bool_arg(name: str) -> bool:
-    raw = request.args.get(name)
-    if raw is None:
-        return False
-    try:
-        return parse_bool(raw)
-    except ValueError as exc:
-        raise InvalidParameter(name, str(exc)) from None
 
 
 def create_app(
@@ -95,208 +36,54 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Dalga's fields first, in Dalga's order
     app.url_map.merge_slashes = False
     app.url_map.converters["anypath"] = AnyPath
-    client = Client(settings)
-    store = client.store = store or client.store
+    client = Client(settings, store=store)
     instance = instance or instance_for(settings, "web")
-    guard = auth.Guard(settings)
+    guard = Guard(settings)
     guard.install(app)
-
-    @app.before_request
-    def one_value_each() -> None:
-        """A 400 naming a parameter given more than once (query string, form or both)."""
-        for name in sorted(set(request.args) | set(request.form)):
-            if len(request.args.getlist(name)) + len(request.form.getlist(name)) > 1:
-                raise InvalidParameter(short(name), "given more than once")
-
-    @app.route("/jobs/<anypath:rest>", methods=["GET", "PUT", "DELETE", "POST", "PATCH"])
-    def job_route(rest: str):
-        path, body = _split(rest, settings.max_body)
-        if request.method == "PUT":
-            params = {**request.args.to_dict(), **request.form.to_dict()}
-            try:
-                job = store.put(client.spec(path, body, params))
-            except JobExists as exists:
-                return json_error(409, str(exists), job=job_json(exists.job))
-            log.info("scheduled path=%s next_run=%s", path, instant(job.next_run))
-            return jsonify(job_json(job)), 201
-        if request.method in ("GET", "HEAD"):  # HEAD reads, whatever its query says
-            found = client.get(path, body)
-            return (jsonify(job_json(found)), 200) if found else json_error(404, "job not found")
-        if request.method == "DELETE":  # 204 for a job that was not there too, as in Dalga
-            if client.cancel(path, body):
-                log.info("cancelled path=%s", path)
-            return "", 204
-        if request.method == "POST":
-            given = sorted(set(request.args) | set(request.form))
-            if given:
-                raise InvalidParameter(
-                    given[0],
-                    "POST runs the job once, now, and takes no parameters; PUT schedules "
-                    "(the RabbitMQ-era Dalga's POST ?interval= changed the interval)",
-                )
-            job = client.trigger(path, body)
-            log.info("triggered path=%s", path)
-            return jsonify(job_json(job)), 200
-        return pause_or_resume(path, body)  # PATCH, the one method left
-
-    @app.route("/schedule", methods=["GET", "POST", "PUT"])
-    def legacy_schedule():
-        """The 2013 Dalga's /schedule?routing_key=&body=&interval= (query or form): PUT
-        /jobs/{routing_key}/{body}?interval=; 200 with the job."""
-        path, body = legacy_key(["routing_key", "body", "interval"])
-        interval = {k: v for k, v in request.values.items() if k == "interval"}
-        job = store.put(client.spec(path, body, interval))
-        log.info("scheduled path=%s next_run=%s (/schedule)", path, instant(job.next_run))
-        return jsonify(job_json(job)), 200
-
-    @app.route("/cancel", methods=["GET", "POST", "PUT", "DELETE"])
-    def legacy_cancel():
-        """The 2013 Dalga's /cancel?routing_key=&body=: DELETE /jobs/{routing_key}/{body};
-        200 with an empty body, also when there was no such job."""
-        path, body = legacy_key(["routing_key", "body"])
-        if client.cancel(path, body):
-            log.info("cancelled path=%s (/cancel)", path)
-        return "", 200
-
-    def legacy_key(known: list[str]) -> tuple[str, str]:
-        """The path (routing_key) and body of a 2013 route; a GET, which that Dalga took too,
-        is a 405 here: nothing is written on a GET (a read token or a link could do it)."""
-        if request.method in ("GET", "HEAD"):
-            raise MethodNotAllowed(
-                ["POST", "PUT"], f"{request.path} writes: use POST or PUT (GET never writes here)"
-            )
-        _reject_unknown(known)
-        for name in ("routing_key", "body"):
-            if not request.values.get(name):
-                raise InvalidParameter(name, "must be given, not empty")
-        return request.values["routing_key"], request.values["body"]
-
-    @app.get("/jobs/<anypath:rest>/runs")
-    def history(rest: str):
-        """The job's last attempts, newest first (Kala's history)."""
-        path, body = _split(rest, settings.max_body)
-        return jsonify(runs=[attempt_json(a) for a in client.history(path, body)])
-
-    @app.get("/jobs/<anypath:rest>/stats")
-    def job_stats(rest: str):
-        """Kala's per-job stats."""
-        return jsonify(job_stats=client.stats(*_split(rest, settings.max_body)))
-
-    @app.delete("/jobs")
-    def delete_all():
-        """Every job, with ?confirm=all (Kala's DELETE /api/v1/job/all/)."""
-        _reject_unknown(["confirm"])
-        if request.args.get("confirm") != "all":
-            raise InvalidParameter("confirm", "say confirm=all to delete every job")
-        deleted = client.cancel_all()
-        log.warning("deleted all %d jobs", deleted)
-        return jsonify(deleted=deleted), 200
-
-    @app.get("/stats")
-    def app_stats():
-        """Kala's app-wide stats (/api/v1/stats)."""
-        return jsonify(kala_stats(store.status(instance.id)))
-
-    def pause_or_resume(path: str, body: str):
-        _reject_unknown(["disable", "enable"])
-        wants = [name for name in ("disable", "enable") if _bool_arg(name)]
-        if len(wants) != 1:
-            raise InvalidParameter("disable", "give exactly one of disable=true or enable=true")
-        job = client.resume(path, body) if wants == ["enable"] else client.pause(path, body)
-        log.info("%sd path=%s", wants[0], path)
-        return jsonify(job_json(job)), 200
-
-    def listing(path: str | None, sort_by: str, reverse: bool, after: tuple | None, limit: int):
-        """A page and the cursor of the page after it (empty when this page is empty, as in
-        Dalga), and `next_after` for the plain id cursor of celery-dalga's listing."""
-        limit = min(max(limit, 1), MAX_PAGE)
-        jobs = store.page(path, sort_by, reverse, after, limit)
-        cursor = Cursor.after(jobs[-1], path, sort_by, reverse, limit).encode() if jobs else ""
-        full = len(jobs) == limit and sort_by == "insert-order" and not reverse
-        return jsonify(
-            cursor=cursor,
-            jobs=[job_json(j) for j in jobs],
-            next_after=jobs[-1].id if full else None,
-        )
-
-    @app.get("/jobs")
-    def list_jobs():
-        """Dalga's listing (path, empty for every path; sort-by, reverse, limit: 0 is the
-        largest page) and celery-dalga's keyset (after: the id of the last job seen). With a
-        cursor, the page after it, as Dalga's client's ListContinue asks for it."""
-        if "cursor" in request.args:
-            return continue_listing()
-        _reject_unknown(["path", "sort-by", "reverse", "limit", "after", "cursor"])
-        sort_by = request.args.get("sort-by") or "insert-order"
-        if sort_by not in SORTS:
-            known = ", ".join(SORTS)
-            raise InvalidParameter("sort-by", f"{shown(sort_by)} is not one of {known}")
-        after = _int_arg("after", 0, 0, 2**63 - 1)
-        if after and sort_by != "insert-order":
-            raise InvalidParameter("after", "goes with insert-order; use the cursor")
-        limit = _int_arg("limit", 100, 0, 2**31) or MAX_PAGE
-        return listing(
-            request.args.get("path") or None,
-            sort_by,
-            _bool_arg("reverse"),
-            (after,) if after else None,
-            limit,
-        )
-
-    @app.get("/jobs/continue")
-    def continue_listing():
-        """The page after a cursor, in the cursor's path, order and limit (Dalga's); also
-        GET /jobs?cursor=..."""
-        _reject_unknown(["cursor"])
-        cursor = Cursor.decode(request.args.get("cursor", ""))
-        return listing(cursor.path, cursor.sort_by, cursor.reverse, cursor.last, cursor.limit)
-
-    register_ui(app, client, instance, guard)
-
-    @app.get("/openapi.json")
-    def openapi():
-        return jsonify(openapi_spec())
-
-    table_gauges = CollectorRegistry(auto_describe=False)
-    table_gauges.register(metrics.TableCollector(lambda: store.status(instance.id)))
-
-    @app.get("/metrics")
-    def prometheus():
-        """This process's metrics (all of `dalga run`'s) and the jobs table's gauges."""
-        text = generate_latest(metrics.registry()) + generate_latest(table_gauges)
-        return Response(text, content_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/status")
-    def status():
-        return jsonify(store.status(instance.id))
-
-    @app.errorhandler(InvalidParameter)
-    def invalid(exc: InvalidParameter):
-        return json_error(400, str(exc), parameter=short(exc.parameter))
-
-    @app.errorhandler(JobNotFound)
-    def not_found(exc: JobNotFound):
-        return json_error(404, str(exc))
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        return json_error(exc.code or 500, exc.description or exc.name)
-
-    @app.errorhandler(SQLAlchemyError)
-    def database_error(exc: SQLAlchemyError):
-        """One log line, without the statement's parameters or the job's body (the route, not
-        the path that holds it). A value the database refused is the request's fault (400),
-        anything else the database's (503)."""
-        cause = getattr(exc, "orig", None) or exc
-        log.error(
-            "database error on %s %s: %s: %s",
-            request.method,
-            request.url_rule.rule if request.url_rule else short(request.path, 60),
-            type(cause).__name__,
-            short(str(cause).splitlines()[0] if str(cause) else "", 80),
-        )
-        if isinstance(exc, DataError | IntegrityError):
-            return json_error(400, "a value the database cannot store (too long or out of range)")
-        return json_error(503, "database unavailable, try again")
-
+    gauges = CollectorRegistry(auto_describe=False)
+    gauges.register(metrics.TableCollector(lambda: client.status(instance.id)))
+    app.extensions["dalga"] = Dalga(client, instance, guard, gauges)
+    app.before_request(one_value_each)
+    app.register_blueprint(api)
+    app.register_blueprint(ui)
+    app.register_error_handler(InvalidParameter, invalid)
+    app.register_error_handler(JobNotFound, not_found)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(SQLAlchemyError, database_error)
     return app
+
+
+def one_value_each() -> None:
+    """A 400 naming a parameter given more than once (query string, form or both)."""
+    for name in sorted(set(request.args) | set(request.form)):
+        if len(request.args.getlist(name)) + len(request.form.getlist(name)) > 1:
+            raise InvalidParameter(short(name), "given more than once")
+
+
+def invalid(exc: InvalidParameter) -> Response:
+    return json_error(400, str(exc), parameter=short(exc.parameter))
+
+
+def not_found(exc: JobNotFound) -> Response:
+    return json_error(404, str(exc))
+
+
+def http_error(exc: HTTPException) -> Response:
+    return json_error(exc.code or 500, exc.description or exc.name)
+
+
+def database_error(exc: SQLAlchemyError) -> Response:
+    """One log line, without the statement's parameters or the job's body (the route, not
+    the path that holds it). A value the database refused is the request's fault (400),
+    anything else the database's (503)."""
+    cause = getattr(exc, "orig", None) or exc
+    log.error(
+        "database error on %s %s: %s: %s",
+        request.method,
+        request.url_rule.rule if request.url_rule else short(request.path, 60),
+        type(cause).__name__,
+        short(str(cause).splitlines()[0] if str(cause) else "", 80),
+    )
+    if isinstance(exc, DataError | IntegrityError):
+        return json_error(400, "a value the database cannot store (too long or out of range)")
+    return json_error(503, "database unavailable, try again")

@@ -1,7 +1,8 @@
-"""The web UI at /ui: server-rendered pages (Jinja templates, one stylesheet, no build step)
-over the same Client as the HTTP interface: jobs with search and keyset pages, a job with its
-history and a lateness sparkline, forms to create, trigger, pause, resume and delete, and a
-status page with the lag and the instances."""
+"""The web UI at /ui as a Flask Blueprint: server-rendered pages (Jinja templates, one
+stylesheet, no build step) over the same Client as the HTTP interface (webapi.context): jobs
+with search and keyset pages, a job with its history and a lateness sparkline, forms to
+create, trigger, pause, resume and delete, a status page with the lag and the instances, and
+sign-in and sign-out (the Guard keeps the session)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ from datetime import UTC
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, redirect, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 
-from celery_dalga.client import Client, JobNotFound
-from celery_dalga.instances import Instance
+from celery_dalga.client import JobExists, JobNotFound
 from celery_dalga.spec import PARAMETERS, InvalidParameter
-from celery_dalga.store import JobExists
 from celery_dalga.values import shown
 from celery_dalga.wire import attempt_json, instant
-from webapi.auth import Guard
+from webapi.context import dalga
 from webapi.errors import short
 
 PAGE = 50
 LARGEST_ID = 2**63 - 1
+
+ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
+ui.add_app_template_global(urlencode, "urlencode")
 
 
 def sparkline(values: list[float], width: int = 240, height: int = 40) -> Markup:
@@ -46,128 +48,133 @@ def job_link(path: str, body: str) -> str:
     return url_for("ui.job", path=path, body=body)
 
 
-def register_ui(app: Flask, client: Client, instance: Instance, guard: Guard) -> None:
-    """Serve the UI at /ui on app; guard signs in and out."""
-    ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
-    store = client.store
+@ui.app_template_filter("when")
+def when(value: Any) -> Markup:
+    """An instant as 2026-11-25 09:00:00 UTC, the full RFC 3339 text on hover."""
+    if value is None:
+        return Markup("—")
+    shown = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(instant(value), shown)
 
-    @ui.app_template_filter("when")
-    def when(value: Any) -> Markup:
-        """An instant as 2026-11-25 09:00:00 UTC, the full RFC 3339 text on hover."""
-        if value is None:
-            return Markup("—")
-        shown = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(instant(value), shown)
 
-    @ui.get("/")
-    def home():
+@ui.get("/")
+def home():
+    return redirect(url_for("ui.jobs"))
+
+
+@ui.get("/jobs")
+def jobs():
+    prefix = request.args.get("q", "").strip() or None
+    raw = request.args.get("after", "")
+    after = int(raw) if raw.isdigit() and len(raw) < 20 else None
+    if raw and (after is None or after > LARGEST_ID):
+        message = f"after: {shown(raw)} is not a job id"
+        return render_template("ui/error.html", message=message), 400
+    page = dalga().client.search(prefix, after, PAGE)
+    more = None
+    if len(page) == PAGE:
+        query: dict[str, Any] = {"q": prefix} if prefix else {}
+        more = url_for("ui.jobs", **query, after=page[-1].id)
+    return render_template("ui/jobs.html", jobs=page, q=prefix or "", more=more, link=job_link)
+
+
+@ui.route("/jobs/new", methods=["GET", "POST"])
+def new_job():
+    form = request.form.to_dict() if request.method == "POST" else {}
+    if request.method == "GET":
+        return render_template("ui/new.html", form=form, error=None)
+    path, body = form.pop("path", ""), form.pop("body", "")
+    params = {k: v for k, v in form.items() if k in PARAMETERS and v.strip()}
+    for flag in ("one-off", "immediate", "if-absent"):
+        if flag in params:
+            params[flag] = "true"
+    try:
+        dalga().client.put(path, body, params)
+    except (InvalidParameter, JobExists) as exc:
+        form.update(path=path, body=body)
+        return render_template("ui/new.html", form=form, error=short(str(exc), 400)), 400
+    return redirect(job_link(path, body))
+
+
+@ui.get("/job")
+def job():
+    path, body = request.args.get("path", ""), request.args.get("body", "")
+    client = dalga().client
+    found = client.get(path, body)
+    history = client.history(path, body)
+    if found is None and not history:
+        return render_template("ui/missing.html", path=short(path), body=short(body)), 404
+    attempts = [attempt_json(a) for a in history]
+    lateness = [a["lateness"] for a in reversed(attempts)]
+    for attempt, raw in zip(attempts, history, strict=True):
+        attempt.update(sched=raw["sched"], started=raw["started"])
+    return render_template(
+        "ui/job.html",
+        job=found,
+        path=path,
+        body=body,
+        attempts=attempts,
+        spark=sparkline(lateness),
+        late=(min(lateness), max(lateness)) if lateness else None,
+        parent=client.parent(found) if found else None,
+        children=client.children(found, PAGE) if found else [],
+        link=job_link,
+    )
+
+
+@ui.post("/job")
+def act():
+    path, body, action = (request.form.get(k, "") for k in ("path", "body", "action"))
+    client = dalga().client
+    try:
+        {
+            "trigger": client.trigger,
+            "pause": client.pause,
+            "resume": client.resume,
+            "delete": client.cancel,
+        }[action](path, body)
+    except (KeyError, JobNotFound, InvalidParameter):
+        return render_template("ui/missing.html", path=short(path), body=short(body)), 404
+    if action == "delete":
         return redirect(url_for("ui.jobs"))
+    return redirect(job_link(path, body))
 
-    @ui.get("/jobs")
-    def jobs():
-        prefix = request.args.get("q", "").strip() or None
-        raw = request.args.get("after", "")
-        after = int(raw) if raw.isdigit() and len(raw) < 20 else None
-        if raw and (after is None or after > LARGEST_ID):
-            message = f"after: {shown(raw)} is not a job id"
-            return render_template("ui/error.html", message=message), 400
-        page = store.page(path_prefix=prefix, after=(after,) if after else None, limit=PAGE)
-        more = None
-        if len(page) == PAGE:
-            query: dict[str, Any] = {"q": prefix} if prefix else {}
-            more = url_for("ui.jobs", **query, after=page[-1].id)
-        return render_template("ui/jobs.html", jobs=page, q=prefix or "", more=more, link=job_link)
 
-    @ui.route("/jobs/new", methods=["GET", "POST"])
-    def new_job():
-        form = request.form.to_dict() if request.method == "POST" else {}
-        if request.method == "GET":
-            return render_template("ui/new.html", form=form, error=None)
-        path, body = form.pop("path", ""), form.pop("body", "")
-        params = {k: v for k, v in form.items() if k in PARAMETERS and v.strip()}
-        for flag in ("one-off", "immediate", "if-absent"):
-            if flag in params:
-                params[flag] = "true"
-        try:
-            client.store.put(client.spec(path, body, params))
-        except (InvalidParameter, JobExists) as exc:
-            form.update(path=path, body=body)
-            return render_template("ui/new.html", form=form, error=short(str(exc), 400)), 400
-        return redirect(job_link(path, body))
+@ui.get("/status")
+def status():
+    return render_template(
+        "ui/status.html",
+        status=dalga().client.status(dalga().instance.id),
+        instances=dalga().client.instances(),
+    )
 
-    @ui.get("/job")
-    def job():
-        path, body = request.args.get("path", ""), request.args.get("body", "")
-        found = client.get(path, body)
-        history = client.history(path, body)
-        if found is None and not history:
-            return render_template("ui/missing.html", path=short(path), body=short(body)), 404
-        attempts = [attempt_json(a) for a in history]
-        lateness = [a["lateness"] for a in reversed(attempts)]
-        for attempt, raw in zip(attempts, history, strict=True):
-            attempt.update(sched=raw["sched"], started=raw["started"])
-        return render_template(
-            "ui/job.html",
-            job=found,
-            path=path,
-            body=body,
-            attempts=attempts,
-            spark=sparkline(lateness),
-            late=(min(lateness), max(lateness)) if lateness else None,
-            parent=store.get_by_key(found.parent_key) if found else None,
-            children=store.page(parent_key=found.key, limit=PAGE) if found else [],
-            link=job_link,
-        )
 
-    @ui.post("/job")
-    def act():
-        path, body, action = (request.form.get(k, "") for k in ("path", "body", "action"))
-        try:
-            {
-                "trigger": client.trigger,
-                "pause": client.pause,
-                "resume": client.resume,
-                "delete": client.cancel,
-            }[action](path, body)
-        except (KeyError, JobNotFound, InvalidParameter):
-            return render_template("ui/missing.html", path=short(path), body=short(body)), 404
-        if action == "delete":
-            return redirect(url_for("ui.jobs"))
-        return redirect(job_link(path, body))
+@ui.post("/delete-all")
+def delete_all():
+    if request.form.get("confirm") != "all":
+        return redirect(url_for("ui.status"))
+    dalga().client.cancel_all()
+    return redirect(url_for("ui.jobs"))
 
-    @ui.get("/status")
-    def status():
-        return render_template(
-            "ui/status.html",
-            status=store.status(instance.id),
-            instances=store.live_instances(),
-        )
 
-    @ui.post("/delete-all")
-    def delete_all():
-        if request.form.get("confirm") != "all":
-            return redirect(url_for("ui.status"))
-        client.cancel_all()
-        return redirect(url_for("ui.jobs"))
+@ui.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    """The sign-in form: a valid token starts a session recording its scope."""
+    guard = dalga().guard
+    if not guard.tokens:
+        return redirect(url_for("ui.jobs"))  # nothing to sign in to
+    target = request.values.get("next", "")
+    if not target.startswith("/ui") or target.startswith("/ui//"):
+        target = url_for("ui.jobs")
+    if request.method == "GET":
+        return render_template("ui/sign_in.html", next=target, error=None)
+    if not guard.sign_in(request.form.get("token", "")):
+        return render_template("ui/sign_in.html", next=target, error="not a valid token"), 401
+    return redirect(target)
 
-    @ui.route("/sign-in", methods=["GET", "POST"])
-    def sign_in():
-        """The sign-in form: a valid token starts a session recording its scope."""
-        if not guard.tokens:
-            return redirect(url_for("ui.jobs"))  # nothing to sign in to
-        target = request.values.get("next", "")
-        if not target.startswith("/ui") or target.startswith("/ui//"):
-            target = url_for("ui.jobs")
-        if request.method == "GET":
-            return render_template("ui/sign_in.html", next=target, error=None)
-        if not guard.sign_in(request.form.get("token", "")):
-            return render_template("ui/sign_in.html", next=target, error="not a valid token"), 401
-        return redirect(target)
 
-    @ui.post("/sign-out")
-    def sign_out():
-        guard.sign_out()
-        return redirect(url_for("ui.sign_in"))
-
-    app.register_blueprint(ui)
-    app.jinja_env.globals["urlencode"] = urlencode
+@ui.post("/sign-out")
+def sign_out():
+    """End the session (the Guard revokes it) and go back to the sign-in form."""
+    dalga().guard.sign_out()
+    return redirect(url_for("ui.sign_in"))

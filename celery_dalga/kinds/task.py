@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import current_app
 
+from celery_dalga import process
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
 from celery_dalga.kinds.base import Delivery, Kind, Result, register
@@ -82,19 +83,11 @@ class CeleryTask(Kind):
         return results
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
 def _pool(size: int) -> ThreadPoolExecutor:
-    """This process's threads for task jobs."""
-    if size not in _pools:
-        _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dalga-task")
-    return _pools[size]
-
-
-def forget_pools() -> None:
-    """Drop this process's threads for task jobs (a forked pool child has none of them)."""
-    _pools.clear()
+    """This process's threads for task jobs (celery_dalga.process keeps them)."""
+    return process.per_process(
+        ("task pool", size), lambda: ThreadPoolExecutor(size, thread_name_prefix="dalga-task")
+    )
 
 
 register(CeleryTask())
