@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from helpers import settings_on
 
-from celery_dalga import kinds
+from celery_dalga import kinds, messages
 from celery_dalga.client import Client
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
@@ -165,11 +165,10 @@ def test_a_new_kind_delivers_through_the_real_path(record, mariadb_url, make_sto
     store = make_store(mariadb_url)
     settings = settings_on(mariadb_url, store.table.name)
     for body in ("ok", "fail", "later"):
-        store.put(spec(body))
+        store.put(spec(body, kind="record", options={"to": "mine"}))
     claimed = {run.body: run for run in store.claim(10)}
-    options = {"to": "mine"}
-    # the store keeps a job's kind and options; the runs carry them as Job.run writes them
-    runs = [replace(claimed[b], kind="record", options=options) for b in ("ok", "fail", "later")]
+    runs = [claimed[b] for b in ("ok", "fail", "later")]
+    assert {(run.kind, str(run.options)) for run in runs} == {("record", "{'to': 'mine'}")}
     outcomes = deliver(settings, runs)
     assert outcomes == [Outcome.DONE, Outcome.RETRY, Outcome.NOT_SENT]
     assert Record.lists == {"mine": ["ok"]}
@@ -191,3 +190,22 @@ def test_a_run_of_a_kind_this_worker_does_not_know_fails_and_is_retried(mariadb_
     (run,) = store.claim(10)
     assert deliver(settings, [replace(run, kind="kala")]) == [Outcome.RETRY]
     assert "no callback kind 'kala'" in store.get("feeds", "1").last_error
+
+
+def test_a_new_kind_runs_through_beat_and_a_worker(record, make_stack):
+    """A claim as beat makes it, the messages (tasks of one run and of several) carry their kind
+    and options, the worker's tasks hand the runs to the kind."""
+    import time
+
+    stack = make_stack(beat=False)
+    bodies = [str(i) for i in range(6)]  # one claim, cut into tasks of 2, 2, 1 and 1 runs
+    stack.store.put_many([spec(body, kind="record", options={"to": "beat"}) for body in bodies])
+    tasks = messages.tasks(stack.store.claim(10), stack.settings.runs_per_task)  # as beat does
+    assert sorted(len(messages.runs_of(t.name, t.kwargs)) for t in tasks) == [1, 1, 2, 2]
+    messages.publish(stack.app, stack.app.amqp.queues[stack.settings.queue], tasks)
+    deadline = time.monotonic() + 15
+    while len(Record.lists.get("beat", [])) < len(bodies):
+        assert time.monotonic() < deadline, Record.lists
+        time.sleep(0.05)
+    assert sorted(Record.lists["beat"]) == bodies
+    assert stack.endpoint.calls == []
