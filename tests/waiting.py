@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -67,6 +68,12 @@ def watch(seconds: float) -> None:
 
 
 def _describe(what: str | Callable[[], str], condition: Callable) -> str:
+    """`what`, else the source line of the condition."""
     if callable(what):
         return what()
-    return what or getattr(condition, "__qualname__", repr(condition))
+    if what:
+        return what
+    try:
+        return inspect.getsource(condition).strip()
+    except (OSError, TypeError):
+        return repr(condition)
