@@ -34,7 +34,7 @@ from bench.common import (  # noqa: E402
     record,
 )
 from celery_dalga.config import Settings  # noqa: E402
-from celery_dalga.store import store_for  # noqa: E402
+from celery_dalga.process import store_for  # noqa: E402
 
 
 def drive(base: str, method: str, count: int, clients: int) -> dict:

@@ -63,7 +63,7 @@ def bench_store(queue: str, **options):
     """Settings for a benchmark on its own queue and table (1,000-row batches unless given),
     and the Store with that table created."""
     from celery_dalga.config import Settings
-    from celery_dalga.store import store_for
+    from celery_dalga.process import store_for
 
     settings = Settings(
         **{

@@ -14,7 +14,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from celery_dalga import __version__
 from celery_dalga.config import ConfigError, Settings, load_settings, redacted
-from celery_dalga.store import TableError, store_for
+from celery_dalga.process import store_for
+from celery_dalga.store import TableError
 
 log = logging.getLogger("celery_dalga.cli")
 # The RabbitMQ-era Dalga's flags (Nov 2014): -mysql-host and so on, read as the sections of
@@ -123,7 +124,7 @@ def run_all(settings: Settings, concurrency: int) -> None:
     from celery import beat
 
     from celery_dalga.celery import make_app
-    from celery_dalga.instances import instance_for
+    from celery_dalga.process import instance_for
     from celery_dalga.scheduler import Scheduler
 
     instance_for(settings, "run")  # one instance: the API, beat and worker in one process

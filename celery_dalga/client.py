@@ -12,10 +12,11 @@ from typing import Any
 
 from celery_dalga.config import Settings, load_settings, settings_for
 from celery_dalga.jobs import Job
+from celery_dalga.process import store_for
 from celery_dalga.publishing import publish_url
 from celery_dalga.schedules import Schedule, ScheduleError
 from celery_dalga.spec import InvalidParameter, JobSpec, allowed, check_key, parse_spec
-from celery_dalga.store import JobExists, Store, store_for
+from celery_dalga.store import JobExists, Store
 
 __all__ = ["Client", "JobExists", "JobNotFound", "Page"]
 from celery_dalga.values import shown

@@ -21,6 +21,8 @@ import yaml
 
 from celery_dalga import dalga_config
 from celery_dalga.dalga_config import DalgaConfigError, sections_from_env, settings_from_sections
+from celery_dalga.retry import RetryPolicy
+from celery_dalga.runs import Policy
 from celery_dalga.values import parse_bool
 
 ENV_PREFIX = "DALGA_"
@@ -99,6 +101,25 @@ class Settings:
             raise ConfigError("metrics_port must be a port number, or 0 for none")
         if not 0 <= self.randomization_factor <= 1:
             raise ConfigError("randomization_factor must be between 0 and 1")
+
+    def policy(self) -> Policy:
+        """The run protocol's policy these settings describe, with the retry policy."""
+        return Policy(
+            lease=self.lease,
+            fixed_intervals=self.fixed_intervals,
+            epsilon=self.epsilon,
+            randomization_factor=self.randomization_factor,
+            history_runs=self.history_runs,
+            history_ttl=self.history_ttl,
+            min_interval=self.min_interval,
+            retry=RetryPolicy(
+                interval=self.retry_interval,
+                multiplier=self.retry_multiplier,
+                max_interval=self.retry_max_interval,
+                stop_after=self.retry_stop_after,
+                jitter=self.retry_jitter,
+            ),
+        )
 
 
 def _convert(name: str, kind: type, value: Any) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -27,11 +26,10 @@ from urllib.parse import urlsplit
 import certifi
 import pycurl
 
-from celery_dalga import metrics
+from celery_dalga import metrics, process
 from celery_dalga.limit import Limit, Limits
 
 USER_AGENT = "celery-dalga"
-_local = threading.local()
 
 _EVENTS = {
     pycurl.POLL_IN: selectors.EVENT_READ,
@@ -243,22 +241,6 @@ def _discard(data: bytes) -> None:
 
 
 def client(cap: int, initial: int) -> Client:
-    """This thread's Client, on the process's limits."""
-    global _limits
-    if getattr(_local, "client", None) is None:
-        with _limits_lock:
-            _limits = _limits or Limits(initial, cap)
-        _local.client = Client(cap, initial, _limits)
-    return _local.client
-
-
-def forget_clients() -> None:
-    """Drop this thread's Client and the process's limits (a forked pool child must not use
-    its parent's sockets, nor count its calls)."""
-    global _limits
-    _local.client = None
-    _limits = None
-
-
-_limits: Limits | None = None
-_limits_lock = threading.Lock()
+    """This thread's Client, on the process's limits (celery_dalga.process keeps both)."""
+    limits = process.per_process("http limits", lambda: Limits(initial, cap))
+    return process.per_thread("http client", lambda: Client(cap, initial, limits))

@@ -1,10 +1,10 @@
 """This process as a Dalga instance: a random 32-bit id, registered in <table>_instances with a
 heartbeat every second (Dalga's instance.go); an instance not heard of for a minute is gone.
-Callbacks carry the id in `Dalga-Instance`, /status counts the live instances."""
+Callbacks carry the id in `Dalga-Instance`, /status counts the live instances. Each process's
+instances are kept in celery_dalga.process."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import secrets
@@ -13,8 +13,7 @@ import threading
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from celery_dalga.config import Settings
-from celery_dalga.store import Store, store_for
+from celery_dalga.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +38,14 @@ class Instance:
         log.info("instance %d (%s) registered", self.id, self.kind)
         return self
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
     def stop(self) -> None:
-        """Stop the heartbeat and remove the registration."""
-        with _lock:
-            for settings in [k for k, v in _instances.items() if v is self]:
-                del _instances[settings]
+        """Stop the heartbeat and remove the registration (once)."""
+        if self.stopped:
+            return
         self._stopped.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -68,33 +70,3 @@ class Instance:
         if quiet:
             log.info("instance %d heartbeat back", self.id)
         return True
-
-
-_instances: dict[Settings, Instance] = {}
-_lock = threading.Lock()
-
-
-def instance_for(settings: Settings, kind: str = "worker") -> Instance:
-    """This process's instance for these settings, started on first use (the first caller's
-    kind names it: `dalga run` registers as one "run" instance)."""
-    with _lock:
-        if settings not in _instances:
-            _instances[settings] = Instance(store_for(settings), kind).start()
-        return _instances[settings]
-
-
-def stop_all() -> None:
-    """Deregister this process's instances (it is stopping)."""
-    with _lock:
-        stopping = list(_instances.values())
-    for instance in stopping:
-        instance.stop()
-
-
-def forget_after_fork() -> None:
-    """A forked child is a process of its own: it must not pose as its parent's instance."""
-    with _lock:
-        _instances.clear()
-
-
-atexit.register(stop_all)

@@ -134,6 +134,8 @@ class Job:
     last_attempt: datetime | None
     last_error: str | None
     last_duration: float | None
+    kind: str | None = None  # the callback kind's name (celery_dalga.kinds); None: chosen as before
+    options: dict[str, Any] | None = None  # the kind's own settings, stored as JSON
 
     @property
     def running(self) -> bool:

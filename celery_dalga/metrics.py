@@ -26,6 +26,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from celery_dalga import process
+
 log = logging.getLogger(__name__)
 
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600)
@@ -140,12 +142,11 @@ class TableCollector(Collector):
 
 def serve(port: int, host: str) -> None:
     """Serve this process's metrics on host:port (beat and workers), once per process."""
-    global _serving
-    if not port or _serving:
+    if not port:
         return
-    start_http_server(port, addr=host, registry=registry())
-    _serving = True
-    log.info("metrics on http://%s:%d/metrics", host, port)
 
+    def start() -> None:
+        start_http_server(port, addr=host, registry=registry())
+        log.info("metrics on http://%s:%d/metrics", host, port)
 
-_serving = False
+    process.serve_metrics_once(start)

@@ -8,18 +8,17 @@ thread, opened again after any error.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from kombu import Connection, Exchange
 
+from celery_dalga import process
 from celery_dalga.http import Answer
 from celery_dalga.jobs import Run
 
 DEFAULT_EXCHANGE = "amq.default"  # RabbitMQ's name for the nameless default exchange
-_local = threading.local()
 
 
 class Unroutable(Exception):
@@ -108,15 +107,5 @@ def publish_url(settings: Any) -> str:
 
 
 def publisher(url: str) -> Publisher:
-    """This thread's Publisher for url."""
-    found = getattr(_local, "publishers", None)
-    if found is None:
-        found = _local.publishers = {}
-    if url not in found:
-        found[url] = Publisher(url)
-    return found[url]
-
-
-def forget_publishers() -> None:
-    """Drop this thread's publishers (a forked pool child must open its own connections)."""
-    _local.publishers = {}
+    """This thread's Publisher for url (celery_dalga.process keeps it)."""
+    return process.per_thread(("amqp publisher", url), lambda: Publisher(url))

@@ -6,14 +6,14 @@ Every instant here is an aware UTC datetime; a Change's values are column values
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from celery_dalga import schedules
-from celery_dalga.config import Settings
 from celery_dalga.jobs import Job, Run
+from celery_dalga.retry import RetryPolicy
 
 RETRY_WAIT = "retry-wait"  # the token of a row waiting out a retry delay: no message carries it
 
@@ -78,48 +78,29 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Policy:
-    """How runs are leased, skipped and retried; the whole retry policy is here."""
+    """How runs are leased, skipped, retried (celery_dalga.retry) and remembered."""
 
     lease: float = 60.0
     fixed_intervals: bool = False
     epsilon: float = 0.0
-    retry_interval: float = 1.0
-    retry_multiplier: float = 2.0
-    retry_max_interval: float = 600.0
-    retry_stop_after: float = 0.0
-    retry_jitter: bool = False
     randomization_factor: float = 0.0
-    retries: int | None = None  # retries of one run before it is abandoned; None: no limit
     history_runs: int = 10  # attempts kept per job (0: no history)
     history_ttl: float = 7 * 86400.0  # seconds an attempt is kept at most
     min_interval: float = 1.0  # a dependent job is woken no sooner after its last attempt
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Policy:
-        """The policy that settings describe (they share the field names)."""
-        return cls(
-            **{f.name: getattr(settings, f.name) for f in fields(cls) if f.name != "retries"}
-        )
+    retry: RetryPolicy = RetryPolicy()
 
     def for_job(self, job: Job) -> Policy:
         """This policy with the job's own retries, retry interval and epsilon, where it has
         them (Kala's per-job settings)."""
-        own = {
-            name: getattr(job, name)
-            for name in ("retries", "retry_interval", "epsilon")
-            if getattr(job, name) is not None
-        }
-        return replace(self, **own) if own else self
-
-    def retry_delay(self, attempts: int) -> float:
-        """Seconds to wait after the failure that follows `attempts` earlier failures."""
-        return schedules.retry_delay(
-            attempts,
-            self.retry_interval,
-            self.retry_multiplier,
-            self.retry_max_interval,
-            self.retry_jitter,
+        if job.retries is None and job.retry_interval is None and job.epsilon is None:
+            return self
+        retry = replace(
+            self.retry,
+            retries=self.retry.retries if job.retries is None else job.retries,
+            interval=self.retry.interval if job.retry_interval is None else job.retry_interval,
         )
+        epsilon = self.epsilon if job.epsilon is None else job.epsilon
+        return replace(self, retry=retry, epsilon=epsilon)
 
 
 def on_due(job: Job, token: str, now: datetime, policy: Policy) -> Run | Change:
@@ -238,18 +219,15 @@ def on_failure(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Cha
     }
     if not job.enabled and not run.manual:
         return Change(Outcome.STOPPED, {"token": None, "next_run": None, "attempts": 0, **counts})
-    stop_after = timedelta(seconds=policy.retry_stop_after)
     gave_up = {"token": None, "next_run": None, "enabled": False, "triggered_at": None}
-    if policy.retry_stop_after and now - run.sched > stop_after:
+    if policy.retry.expired(run.sched, now):
         return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
-    out_of_retries = policy.retries is not None and job.attempts >= policy.retries
-    if attempt.sent and out_of_retries:
+    if attempt.sent and policy.retry.exhausted(job.attempts):
         nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
         if nxt is None and not run.manual:
             return Change(Outcome.GAVE_UP, {**gave_up, "attempts": 0, **counts})
         return Change(Outcome.ABANDONED, {**_afterwards(job, run, nxt, now), **counts})
-    wait = min(attempt.wait, policy.retry_max_interval)
-    delay = timedelta(seconds=max(wait, policy.retry_delay(job.attempts)))
+    delay = timedelta(seconds=policy.retry.delay(job.attempts, attempt.wait))
     values = {"token": RETRY_WAIT, "next_run": now + delay}
     if not attempt.sent:
         return Change(Outcome.NOT_SENT, {**values, **counts})

@@ -12,9 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from celery_dalga import messages, metrics
 from celery_dalga.config import settings_for
-from celery_dalga.instances import Instance, instance_for
+from celery_dalga.instances import Instance
 from celery_dalga.jobs import Run
-from celery_dalga.store import Store, store_for
+from celery_dalga.process import instance_for, store_for
+from celery_dalga.store import Store
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0  # seconds between two prunings of the history

@@ -1,4 +1,4 @@
-"""Next-run arithmetic: intervals, cron, ISO 8601 repeats, retry delays. Pure; no I/O.
+"""Next-run arithmetic: intervals, cron, ISO 8601 repeats, randomized waits. Pure; no I/O.
 
 Every instant given to or returned by this module is an aware UTC datetime.
 Calendar parts of a duration (years, months, weeks, days) and cron fields are
@@ -320,11 +320,3 @@ def randomized(now: datetime, nxt: datetime, factor: float) -> datetime:
     ±factor of itself (so a million jobs that ran together drift apart)."""
     wait = nxt - now
     return now + wait * random.uniform(1 - factor, 1 + factor) if factor else nxt
-
-
-def retry_delay(
-    retries: int, first: float, multiplier: float, maximum: float, jitter: bool = False
-) -> float:
-    """Seconds before retry number retries+1: first x multiplier^retries, capped; full jitter."""
-    delay = min(maximum, first * multiplier ** min(retries, 64))
-    return random.uniform(0, delay) if jitter else delay

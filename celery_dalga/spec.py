@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from celery_dalga import schedules
 from celery_dalga.schedules import UTC_ZONE, Schedule, ScheduleError
@@ -49,6 +50,8 @@ class JobSpec:
     retry_interval: float | None = None  # this job's first retry delay, seconds
     epsilon: float | None = None  # this job's epsilon, seconds
     if_absent: bool = False  # schedule only if no such job exists yet
+    kind: str | None = None  # the callback kind's name (celery_dalga.kinds); None: chosen as before
+    options: dict[str, Any] | None = None  # the kind's own settings, stored as JSON
 
     def first_sched(self, now: datetime) -> datetime | None:
         """When the first run is due, given the current time (None: a dependent job, due when

@@ -22,14 +22,13 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from celery_dalga import http, instances, metrics, publishing
+from celery_dalga import http, metrics, process, publishing
 from celery_dalga.config import Settings, settings_for
-from celery_dalga.instances import instance_for
 from celery_dalga.jobs import Run
 from celery_dalga.messages import BATCH_TASK_NAME, TASK_NAME, runs_of
+from celery_dalga.process import instance_for, store_for
 from celery_dalga.runs import Attempt, Outcome
 from celery_dalga.spec import allowed
-from celery_dalga.store import store_for
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +200,11 @@ def call_tasks(
     return answers
 
 
-_pools: dict[int, ThreadPoolExecutor] = {}
-
-
 def _task_pool(size: int) -> ThreadPoolExecutor:
     """This process's threads for task jobs."""
-    if size not in _pools:
-        _pools[size] = ThreadPoolExecutor(size, thread_name_prefix="dalga-task")
-    return _pools[size]
+    return process.per_process(
+        ("task pool", size), lambda: ThreadPoolExecutor(size, thread_name_prefix="dalga-task")
+    )
 
 
 def _log_attempt(attempt: Attempt, outcome: Outcome) -> None:
@@ -274,11 +270,7 @@ def http_callback(
 def _reset_after_fork(**_: Any) -> None:
     """A forked pool child must not reuse the parent's database connections, sockets or
     instance: it registers as an instance of its own when it first delivers."""
-    store_for.cache_clear()
-    http.forget_clients()
-    publishing.forget_publishers()
-    instances.forget_after_fork()
-    _pools.clear()
+    process.reset_after_fork()
 
 
 @worker_init.connect(weak=False)
@@ -309,4 +301,4 @@ def _register_worker(sender: Any = None, **_: Any) -> None:
 @worker_process_shutdown.connect(weak=False)
 @worker_shutdown.connect(weak=False)
 def _deregister(**_: Any) -> None:
-    instances.stop_all()
+    process.stop()

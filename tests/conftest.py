@@ -136,8 +136,8 @@ def make_stack(mariadb_url, redis_url, endpoint):
     from celery.contrib.testing.worker import start_worker
 
     from celery_dalga.config import as_celery_conf
+    from celery_dalga.process import store_for
     from celery_dalga.scheduler import Scheduler
-    from celery_dalga.store import store_for
     from webapi import create_app
 
     stops = []

@@ -20,7 +20,8 @@ from waiting import stays
 
 from celery_dalga import adopt
 from celery_dalga.jobs import job_key
-from celery_dalga.store import TableError, store_for
+from celery_dalga.process import store_for
+from celery_dalga.store import TableError
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
@@ -110,10 +111,10 @@ PAST = datetime(2030, 1, 1, 0, 0, 0, tzinfo=UTC)
 
 @pytest.fixture
 def stop_instances():
-    from celery_dalga import instances
+    from celery_dalga import process
 
     yield
-    instances.stop_all()
+    process.stop()
 
 
 def test_the_upgrade_keeps_every_job_its_next_run_schedule_and_location(
@@ -288,7 +289,7 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
     assert endpoint.calls_to("paused") == []
 
 
-# README's "Going back to Dalga", for table {t}
+# docs/coming-from-dalga.md, "Going back to Dalga", for table {t}
 GOING_BACK = [
     "DELETE FROM `{t}` WHERE cron IS NOT NULL OR `repeat` IS NOT NULL OR parent_key IS NOT NULL",
     "UPDATE `{t}` SET `interval` = '' WHERE one_off OR `interval` IS NULL",
@@ -301,6 +302,7 @@ GOING_BACK = [
     " DROP INDEX ix_{t}_parent_key, DROP INDEX ix_{t}_path_id, DROP COLUMN job_key,"
     " DROP COLUMN cron, DROP COLUMN `repeat`, DROP COLUMN one_off, DROP COLUMN exchange,"
     " DROP COLUMN task, DROP COLUMN parent_key, DROP COLUMN retries, DROP COLUMN retry_interval,"
+    " DROP COLUMN kind, DROP COLUMN options,"
     " DROP COLUMN epsilon, DROP COLUMN enabled, DROP COLUMN triggered_at, DROP COLUMN token,"
     " DROP COLUMN attempts, DROP COLUMN success_count, DROP COLUMN error_count,"
     " DROP COLUMN last_success, DROP COLUMN last_attempt, DROP COLUMN last_error,"

@@ -12,8 +12,8 @@ from processes import celery, dalga_env, start, stop
 from waiting import wait_until, watch
 
 from celery_dalga.messages import runs_of
+from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 
 JOBS = 300
 

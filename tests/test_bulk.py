@@ -110,7 +110,7 @@ def test_dalga_import_command(mariadb_url, tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "line 1" in done.stderr and "Traceback" not in done.stderr
-    from celery_dalga.store import store_for
+    from celery_dalga.process import store_for
 
     store = store_for(settings)
     assert len(store.page()) == 50

@@ -7,9 +7,9 @@ import pytest
 from celery import Celery
 from helpers import settings_on, unique_table
 
-from celery_dalga import Client, InvalidParameter, JobNotFound, instances
+from celery_dalga import Client, InvalidParameter, JobNotFound, process
 from celery_dalga.config import as_celery_conf
-from celery_dalga.store import store_for
+from celery_dalga.process import store_for
 from webapi import create_app
 
 
@@ -19,7 +19,7 @@ def client(any_db_url):
     made = Client(settings)
     made.store.create_table()
     yield made
-    instances.stop_all()
+    process.stop()
     made.store.drop_table()
 
 

@@ -6,6 +6,8 @@ import pytest
 from celery import Celery
 
 from celery_dalga.config import ConfigError, Settings, load_settings, settings_for
+from celery_dalga.retry import RetryPolicy
+from celery_dalga.runs import Policy
 
 
 def test_defaults_are_the_embedded_sqlite_setup():
@@ -55,6 +57,34 @@ def test_bad_values_and_unknown_keys_are_named(tmp_path):
             Settings(**{name: 0})
     with pytest.raises(ConfigError, match="batch_window"):
         Settings(batch_window=2, max_interval=1)
+
+
+def test_the_settings_policy_carries_every_run_and_retry_setting():
+    settings = Settings(
+        lease=30,
+        fixed_intervals=True,
+        epsilon=5,
+        randomization_factor=0.2,
+        history_runs=3,
+        history_ttl=60,
+        min_interval=2,
+        retry_interval=4,
+        retry_multiplier=3,
+        retry_max_interval=90,
+        retry_stop_after=3600,
+        retry_jitter=True,
+    )
+    assert settings.policy() == Policy(
+        lease=30,
+        fixed_intervals=True,
+        epsilon=5,
+        randomization_factor=0.2,
+        history_runs=3,
+        history_ttl=60,
+        min_interval=2,
+        retry=RetryPolicy(interval=4, multiplier=3, max_interval=90, stop_after=3600, jitter=True),
+    )
+    assert Settings().policy() == Policy()  # the same defaults
 
 
 def test_existing_celery_app_sets_dalga_keys():

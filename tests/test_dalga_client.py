@@ -19,7 +19,7 @@ from dalga_source import SOURCE, missing
 from helpers import settings_on, unique_table
 from processes import celery, dalga_env, free_port, start, stop, wait_http
 
-from celery_dalga.store import store_for
+from celery_dalga.process import store_for
 
 PROGRAM = Path(__file__).with_name("dalga_real") / "main.go"
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]

@@ -1,7 +1,7 @@
 """What Dalga v4.0.1's own tests assert, ported where celery-dalga means the same thing:
 internal/scheduler TestSchedHeader, client_test TestEnableScheduling, internal/table
 TestAddJob and cluster_test's "run at most once". Where our semantics differ the test says so
-(README, "Coming from Dalga")."""
+(docs/coming-from-dalga.md, "What is still different")."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from helpers import settings_on
 from waiting import wait_until
 
 from celery_dalga.jobs import Run, rfc3339
+from celery_dalga.retry import RetryPolicy
 from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.spec import parse_spec
 from celery_dalga.tasks import callback_post
@@ -142,7 +143,7 @@ def test_enable_scheduling(sqlite_store, fixed, success, disable_at, enable_at, 
     """First run at start + 1 h, every PT5H in Los Angeles, retries every 60 s: the run
     after a pause (disable, enable) is due at expect_run_at (within a second, as Dalga's)."""
     store = sqlite_store(
-        fixed_intervals=fixed, retry_interval=60, retry_multiplier=1, retry_max_interval=60
+        fixed_intervals=fixed, retry=RetryPolicy(interval=60, multiplier=1, max_interval=60)
     )
     store.clock = clock = Clock(START)
     params = {"interval": "PT5H", "location": str(LA), "first-run": (START + HOUR).isoformat()}

@@ -18,8 +18,8 @@ from kombu.mixins import ConsumerMixin
 from processes import celery, dalga_env, start, stop
 from waiting import wait_until
 
+from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 
 
 class Consumer(ConsumerMixin):

@@ -4,10 +4,9 @@ dependent jobs, per-job retries and epsilon, delete all, insert-if-absent."""
 from datetime import timedelta
 
 import pytest
-from helpers import settings_on, unique_table
-from test_store import Clock, answer
+from helpers import Clock, answer, settings_on, unique_table
 
-from celery_dalga import Client, InvalidParameter, JobNotFound, instances
+from celery_dalga import Client, InvalidParameter, JobNotFound, process
 from celery_dalga.runs import Outcome
 from celery_dalga.store import JobExists
 
@@ -18,7 +17,7 @@ def client(any_db_url):
     made.store.create_table()
     made.store.clock = Clock()
     yield made
-    instances.stop_all()
+    process.stop()
     made.store.drop_table()
 
 

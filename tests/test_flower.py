@@ -10,8 +10,8 @@ from helpers import settings_on, unique_table
 from processes import celery, dalga_env, free_port, start, stop, wait_http
 from waiting import wait_until
 
+from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 
 
 def wait_for_worker(url: str, timeout: float = 60) -> None:

@@ -10,7 +10,7 @@ import time
 from endpoint_server import Endpoint
 from processes import free_port
 
-from celery_dalga import http
+from celery_dalga import http, process
 
 
 def posts(base_url: str, count: int, body: bytes = b"x") -> list[http.Post]:
@@ -177,7 +177,8 @@ def test_https_with_the_ca_named_in_the_environment(tmp_path, monkeypatch):
         recorder.down()
 
 
-def test_each_thread_has_its_own_client():
+def test_each_thread_has_its_own_client(monkeypatch):
+    monkeypatch.setattr(process, "_shared", process.Shared())
     mine = http.client(10, 4)
     assert http.client(10, 4) is mine
     theirs = []
@@ -185,13 +186,13 @@ def test_each_thread_has_its_own_client():
     thread.start()
     thread.join()
     assert theirs[0] is not mine
-    http.forget_clients()
+    process.reset_after_fork()
     assert http.client(10, 4) is not mine
 
 
-def test_the_threads_of_a_process_share_each_destinations_limit(endpoint):
+def test_the_threads_of_a_process_share_each_destinations_limit(endpoint, monkeypatch):
     endpoint.delay = 0.05
-    http.forget_clients()
+    monkeypatch.setattr(process, "_shared", process.Shared())
     answers: list[list[http.Answer]] = []
 
     def deliver() -> None:
@@ -202,6 +203,5 @@ def test_the_threads_of_a_process_share_each_destinations_limit(endpoint):
         thread.start()
     for thread in threads:
         thread.join()
-    http.forget_clients()
     assert [a.status for batch in answers for a in batch] == [200] * 36
     assert endpoint.most_at_once() == 4

@@ -16,8 +16,8 @@ from waiting import wait_until
 from celery_dalga import Client
 from celery_dalga.celery import make_app
 from celery_dalga.config import settings_for
+from celery_dalga.process import store_for
 from celery_dalga.spec import InvalidParameter
-from celery_dalga.store import store_for
 
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from celery_dalga.jobs import Job, Run, job_key
+from celery_dalga.retry import RetryPolicy
 from celery_dalga.runs import (
     RETRY_WAIT,
     Attempt,
@@ -312,7 +313,10 @@ def test_a_call_never_sent_waits_the_backoff_without_counting_an_attempt():
     down = replace(refused, wait=100.0)  # unreachable for 100 s: wait as long again
     assert on_answer(j, down, NOW, POLICY).values["next_run"] == NOW + timedelta(seconds=100)
     late = NOW + timedelta(seconds=61)
-    assert on_answer(j, refused, late, Policy(retry_stop_after=60)).outcome is Outcome.GAVE_UP
+    assert (
+        on_answer(j, refused, late, Policy(retry=RetryPolicy(stop_after=60))).outcome
+        is Outcome.GAVE_UP
+    )
 
 
 def test_retry_after_delays_the_retry_up_to_the_longest_backoff():
@@ -327,17 +331,13 @@ def test_retry_after_delays_the_retry_up_to_the_longest_backoff():
     assert on_answer(j, soon, NOW, POLICY).values["next_run"] == NOW + timedelta(seconds=2)
 
 
-def test_the_backoff_follows_the_policy_and_jitter_stays_under_it():
-    policy = Policy(retry_interval=3, retry_multiplier=3, retry_max_interval=50)
-    assert [policy.retry_delay(n) for n in range(5)] == [3, 9, 27, 50, 50]
-    jittered = Policy(retry_jitter=True)
-    assert all(0 <= jittered.retry_delay(3) <= 8 for _ in range(50))
-
-
 def test_retry_stop_after_disables_the_job_and_keeps_the_error():
     late = NOW + timedelta(seconds=61)
     change = answer(
-        job(attempts=6, triggered_at=NOW), 503, now=late, policy=Policy(retry_stop_after=60)
+        job(attempts=6, triggered_at=NOW),
+        503,
+        now=late,
+        policy=Policy(retry=RetryPolicy(stop_after=60)),
     )
     assert change.outcome is Outcome.GAVE_UP
     assert change.values == {
@@ -353,7 +353,8 @@ def test_retry_stop_after_disables_the_job_and_keeps_the_error():
     }
     early = NOW + timedelta(seconds=59)
     assert (
-        answer(job(), 503, now=early, policy=Policy(retry_stop_after=60)).outcome is Outcome.RETRY
+        answer(job(), 503, now=early, policy=Policy(retry=RetryPolicy(stop_after=60))).outcome
+        is Outcome.RETRY
     )
 
 
@@ -431,7 +432,7 @@ def test_every_answer_keeps_the_protocols_invariants(j, status, now, manual, sto
     if manual and j.triggered_at is None or not manual and j.next_sched is None:
         return
     run = run_of(j, manual=manual)
-    policy = Policy(retry_stop_after=stop_after)
+    policy = Policy(retry=RetryPolicy(stop_after=stop_after))
     sent = sent or status is not None
     change = on_answer(j, Attempt(run, status, "e", 0.1, sent=sent), now, policy)
     if j.token != TOKEN:

@@ -1,4 +1,4 @@
-"""Next-run arithmetic: DST, calendar months and years, cron, ISO repeats, retry delays."""
+"""Next-run arithmetic: DST, calendar months and years, cron, ISO repeats."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -13,7 +13,6 @@ from celery_dalga.schedules import (
     parse_instant,
     parse_location,
     parse_repeat,
-    retry_delay,
 )
 
 LA = parse_location("America/Los_Angeles")
@@ -158,11 +157,3 @@ def test_instant_without_offset_is_wall_clock_in_location_and_gap_moves_forward(
     assert parse_instant("2026-07-01T09:00:00", LA) == datetime(2026, 7, 1, 16, 0, tzinfo=UTC)
     assert wall(parse_instant("2026-03-08T02:30:00", LA)) == (3, 8, 3, 30, -7)
     assert parse_instant("2026-07-01T09:00:00+03:00", LA) == datetime(2026, 7, 1, 6, tzinfo=UTC)
-
-
-def test_retry_delay_starts_at_first_doubles_and_is_capped():
-    assert [retry_delay(n, 1, 2, 600) for n in range(5)] == [1, 2, 4, 8, 16]
-    assert retry_delay(20, 1, 2, 600) == 600
-    assert retry_delay(10_000, 1, 2, 600) == 600
-    assert [retry_delay(n, 2, 3, 100) for n in range(4)] == [2, 6, 18, 54]
-    assert all(0 <= retry_delay(3, 1, 2, 600, jitter=True) <= 8 for _ in range(50))

@@ -21,8 +21,8 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from celery_dalga.config import ConfigError, Settings, redacted
 from celery_dalga.jobs import Run, job_key
+from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 from celery_dalga.tasks import callback_url, deliver, post
 from webapi import create_app
 from webapi.auth import Throttle, parse_tokens, scope_of

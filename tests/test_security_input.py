@@ -24,6 +24,7 @@ from sqlalchemy import text
 from celery_dalga.bulk import BadRecord, import_jobs
 from celery_dalga.client import Client
 from celery_dalga.jobs import Run, job_key
+from celery_dalga.process import store_for
 from celery_dalga.runs import Attempt, Outcome, Policy
 from celery_dalga.schedules import (
     Repeat,
@@ -34,7 +35,6 @@ from celery_dalga.schedules import (
     repeat_slot,
 )
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import store_for
 from celery_dalga.tasks import call_tasks, publish
 
 UTC_ZONE = parse_location("UTC")

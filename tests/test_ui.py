@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import api_client
+from helpers import Clock, api_client
 from processes import free_port, start, stop, wait_http
-from test_store import Clock
 from waiting import wait_until
 
 from celery_dalga.runs import Attempt

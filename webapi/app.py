@@ -15,7 +15,8 @@ from werkzeug.routing import PathConverter
 from celery_dalga import metrics
 from celery_dalga.client import Client, JobNotFound
 from celery_dalga.config import Settings
-from celery_dalga.instances import Instance, instance_for
+from celery_dalga.instances import Instance
+from celery_dalga.process import instance_for
 from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
 from celery_dalga.store import JobExists, Store
 from celery_dalga.values import parse_bool, shown

@@ -24,8 +24,9 @@ from processes import Process, celery, dalga_env, start, stop
 from waiting import poll, watch
 
 from celery_dalga.config import Settings
+from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
-from celery_dalga.store import Store, store_for
+from celery_dalga.store import Store
 
 RESULTS = Path(__file__).with_name("results.jsonl")
 DISPATCHED = re.compile(r"dispatched (\d+) runs")

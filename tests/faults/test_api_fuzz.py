@@ -18,7 +18,7 @@ from processes import dalga_env, free_port, start, stop, wait_http
 @pytest.fixture(scope="module")
 def web(mariadb_url, tmp_path_factory):
     from celery_dalga.config import Settings
-    from celery_dalga.store import store_for
+    from celery_dalga.process import store_for
 
     config = Settings(database_url=mariadb_url, table=unique_table(), port=free_port())
     tmp = tmp_path_factory.mktemp("fuzz")
