@@ -23,17 +23,15 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
 from bench.common import (  # noqa: E402
-    ROOT,
-    dalga_env,
+    REDIS,
     database,
-    free_port,
     record,
-    start,
-    stop,
-    wait_until_up,
 )
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
@@ -83,7 +81,7 @@ def bulk_import(settings: Settings, jobs: int) -> dict:
     with source.open("w") as out:
         for i in range(jobs):
             out.write(json.dumps({"path": "feeds", "body": str(i), "interval": 300}) + "\n")
-    env = dalga_env(settings)
+    env = dalga_env(settings, REDIS)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
@@ -118,12 +116,12 @@ def main() -> None:
     )
     store = store_for(settings)
     store.create_table()
-    env = dalga_env(settings)
+    env = dalga_env(settings, REDIS)
     log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
-    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, log)
+    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, ROOT, log)
     base = f"http://127.0.0.1:{settings.port}"
     try:
-        wait_until_up(base + "/status")
+        wait_http(base + "/status", web)
         figures = {"requests": args.requests, "clients": args.clients}
         for method in ("PUT", "GET", "DELETE"):
             print(f"  {method} x {args.requests}", file=sys.stderr)

@@ -38,9 +38,12 @@ import requests
 import urllib3
 from sqlalchemy import text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bench.common import REDIS, bench_store, free_port, start_endpoint, stop, wait_until_up  # noqa: E402,E501
+from processes import free_port, stop, wait_http  # noqa: E402
+
+from bench.common import REDIS, bench_store, start_endpoint  # noqa: E402
 from celery_dalga import messages  # noqa: E402
 from celery_dalga.celery import make_app  # noqa: E402
 from celery_dalga.scheduler import Scheduler  # noqa: E402
@@ -228,7 +231,7 @@ def post(calls: int = 5000, batch: int = 100) -> None:
         ),
     }
     try:
-        wait_until_up(url)
+        wait_http(url, endpoint)
         for name, send in clients.items():
             send(batch)  # connections up
             cpu, wall = time.process_time(), time.perf_counter()

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
 
-from harness import Cluster, Endpoint, figures, load_burst, settle  # noqa: E402
+from endpoint_server import Endpoint  # noqa: E402
+from harness import Cluster, figures, load_burst, settle  # noqa: E402
 from processes import free_port  # noqa: E402
 
 from bench.common import REDIS, code_of, database, record, source_env  # noqa: E402
@@ -38,7 +39,7 @@ def run(
     kind: str, jobs: int, beats: int, workers: int, source: str | None, runs_per_task: int
 ) -> dict:
     endpoint = Endpoint(small=True) if kind == "small" else Endpoint(slots=20)
-    endpoint.sleep = 0.0 if kind == "small" else 0.05
+    endpoint.delay = 0.0 if kind == "small" else 0.05
     settings = Settings(
         database_url=database("dalga_bench"),
         table=f"burst_{uuid.uuid4().hex[:8]}",
@@ -87,7 +88,7 @@ def run(
         "duplicated": result.duplicated,
         "timeouts": result.extra["timeouts"],
         "not_sent": result.extra["not_sent"],
-        "attempts": len(endpoint.attempts),
+        "attempts": len(endpoint.calls),
         "last_run_late_s": round(result.max_lateness, 2),
         "p99_late_s": round(result.p99_lateness, 2),
         "logs": str(cluster.tmp),

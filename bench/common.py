@@ -1,4 +1,6 @@
-"""Shared pieces of the benchmarks: processes, RSS, queue scans, result lines."""
+"""Shared pieces of the benchmarks: their database and store, the recording endpoint under
+uvicorn, RSS and CPU meters, queue scans, result lines. Processes are started, awaited and
+stopped with tests/processes.py, as the tests and the fault suite do."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import json
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,10 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-import requests
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "tests") not in sys.path:
+    sys.path.append(str(ROOT / "tests"))  # the test kit: processes.py, endpoint_server.py
+
+from processes import Process, celery, start  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 MARIADB = os.environ.get("DALGA_BENCH_MARIADB", "mysql://root@127.0.0.1:3306")
 REDIS = os.environ.get("DALGA_BENCH_REDIS", "redis://127.0.0.1:6379/12")
@@ -51,18 +56,7 @@ def record(bench: str, figures: dict) -> None:
         out.write(json.dumps(line) + "\n")
 
 
-DALGA_BEAT = [
-    sys.executable,
-    "-m",
-    "celery",
-    "-A",
-    "celery_dalga",
-    "beat",
-    "-S",
-    "celery_dalga.Scheduler",
-    "--loglevel",
-    "WARNING",
-]
+DALGA_BEAT = celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "WARNING")
 
 
 def bench_store(queue: str, **options):
@@ -85,13 +79,6 @@ def bench_store(queue: str, **options):
     return settings, store
 
 
-def dalga_env(settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a celery-dalga process these settings and the bench broker."""
-    env = {**os.environ, **{f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()}}
-    env.update({"DALGA_BROKER_URL": REDIS}, **extra)
-    return env
-
-
 def source_env(source: str | None) -> dict[str, str]:
     """Environment that makes child processes run the celery_dalga of another checkout (a
     `git worktree` of an earlier commit: "before" figures in the same run); {} for this one."""
@@ -106,42 +93,10 @@ def code_of(source: str | None) -> str:
     return out.stdout.decode().strip() + ("+changes" if dirty else "")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT
-    )
-
-
-def start_endpoint(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_endpoint(port: int, env: dict[str, str], log: Path) -> Process:
     """The recording callback endpoint (bench/endpoint_app.py) under uvicorn on 127.0.0.1."""
     args = [sys.executable, "-m", "uvicorn", "bench.endpoint_app:app", "--port", str(port)]
-    return start([*args, "--log-level", "warning", "--no-access-log"], env, log)
-
-
-def wait_until_up(url: str) -> None:
-    """Return once `url` answers (giving up silently after about 20 s)."""
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            return
-        except requests.ConnectionError:
-            time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return start([*args, "--log-level", "warning", "--no-access-log"], env, ROOT, log)
 
 
 def rss_mb(pid: int) -> float:

@@ -22,17 +22,17 @@ from pathlib import Path
 import redis
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from processes import dalga_env, start, stop  # noqa: E402
 
 from bench.common import (  # noqa: E402
     REDIS,
     bench_store,
-    dalga_env,
     database,
     record,
     scan_jobs,
-    start,
-    stop,
     wait_for_messages,
 )
 from celery_dalga.spec import parse_spec  # noqa: E402
@@ -65,7 +65,7 @@ def prepare(scheduler: str, jobs: int, queue: str, batch_size: int):
             # within it are (rightly) dispatched again as lost.
             settings, store = bench_store(queue, lease=3600, batch_size=batch_size)
             load_dalga(store, jobs, bar.update)
-            env.update(dalga_env(settings))
+            env.update(dalga_env(settings, REDIS))
             return (
                 celery + ["celery_dalga", "beat", "-S", "celery_dalga.Scheduler"],
                 env,
@@ -117,7 +117,9 @@ def run(scheduler: str, jobs: int, beats: int, timeout: float, batch_size: int) 
     try:
         logs = Path(tempfile.mkdtemp(prefix="dalga-bench-"))
         for i in range(beats):
-            procs.append(start(command + ["--loglevel", "WARNING"], env, logs / f"beat{i}.log"))
+            procs.append(
+                start(command + ["--loglevel", "WARNING"], env, ROOT, logs / f"beat{i}.log")
+            )
         figures = wait_for_messages(client, queue, jobs, procs, timeout)
         for proc in procs:
             stop(proc)

@@ -29,22 +29,21 @@ from pathlib import Path
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
 from bench.common import (  # noqa: E402
     DALGA_BEAT,
+    REDIS,
     CpuMeter,
     bench_store,
     code_of,
-    dalga_env,
-    free_port,
     record,
     source_env,
-    start,
     start_endpoint,
-    stop,
     tree_rss_mb,
-    wait_until_up,
 )
 from celery_dalga.spec import parse_spec  # noqa: E402
 
@@ -81,6 +80,7 @@ def run(
     logs = Path(tempfile.mkdtemp(prefix="dalga-e2e-"))
     env = dalga_env(
         settings,
+        REDIS,
         BENCH_STATS=str(logs / "stats.json"),
         BENCH_DELAY=str(delay),
         **source_env(source),
@@ -89,15 +89,15 @@ def run(
     peak_rss = [0.0] * workers
     try:
         for i in range(workers):
-            procs.append(start(worker_args(pool, i, app), env, logs / f"worker{i}.log"))
+            procs.append(start(worker_args(pool, i, app), env, ROOT, logs / f"worker{i}.log"))
         specs = [
             parse_spec("cb", str(i), {"one-off": "true", "immediate": "true"}) for i in range(jobs)
         ]
-        wait_until_up(settings.base_url)
+        wait_http(settings.base_url, procs[0])
         time.sleep(3)  # workers connect
         for at in range(0, jobs, 5000):
             store.put_many(specs[at : at + 5000])
-        procs.append(start(DALGA_BEAT, env, logs / "beat.log"))
+        procs.append(start(DALGA_BEAT, env, ROOT, logs / "beat.log"))
         meter = CpuMeter(
             {
                 "endpoint": [procs[0].pid],

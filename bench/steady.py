@@ -25,20 +25,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
 from bench.common import (  # noqa: E402
     DALGA_BEAT,
+    REDIS,
     CpuMeter,
     bench_store,
-    dalga_env,
-    free_port,
     record,
-    start,
     start_endpoint,
-    stop,
     tree_rss_mb,
-    wait_until_up,
 )
 from bench.e2e import worker_args  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
@@ -76,18 +75,18 @@ def run(
         queue, base_url=f"http://127.0.0.1:{port}/", history_runs=history_runs
     )
     logs = Path(tempfile.mkdtemp(prefix="dalga-steady-"))
-    env = dalga_env(settings, BENCH_STATS=str(logs / "stats.json"), BENCH_RUNS="1")
+    env = dalga_env(settings, REDIS, BENCH_STATS=str(logs / "stats.json"), BENCH_RUNS="1")
     procs = [start_endpoint(port, env, logs / "endpoint.log")]
     try:
         procs += [
-            start(worker_args(pool, i, "celery_dalga"), env, logs / f"worker{i}.log")
+            start(worker_args(pool, i, "celery_dalga"), env, ROOT, logs / f"worker{i}.log")
             for i in range(workers)
         ]
         lead = 10 + jobs / 15000  # loading runs at 20-30k jobs/s
         first_at = store.now() + timedelta(seconds=lead)
         load(store, jobs, period, first_at)
-        wait_until_up(settings.base_url)
-        procs += [start(DALGA_BEAT, env, logs / f"beat{i}.log") for i in range(beats)]
+        wait_http(settings.base_url, procs[0])
+        procs += [start(DALGA_BEAT, env, ROOT, logs / f"beat{i}.log") for i in range(beats)]
         time.sleep(max(0.0, (first_at - store.now()).total_seconds()))
         names = ["endpoint"] + [f"worker{i}" for i in range(workers)]
         names += [f"beat{i}" for i in range(beats)]

@@ -8,13 +8,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 
 import pytest
+from endpoint_server import Endpoint
 from helpers import settings_on, unique_table
 from sqlalchemy import create_engine, text
 
@@ -109,98 +108,12 @@ def any_db_url(request, tmp_path) -> str:
     return request.getfixturevalue(f"{request.param}_url")
 
 
-@dataclass
-class Call:
-    path: str
-    body: str
-    sched: str
-    idempotency_key: str
-    content_type: str
-    at: float
-
-
-@dataclass
-class Endpoint:
-    """A real HTTP endpoint on 127.0.0.1 that records every call it gets."""
-
-    base_url: str = ""
-    calls: list[Call] = field(default_factory=list)
-    script: dict[str, list[int]] = field(default_factory=dict)
-    delays: dict[str, list[float]] = field(default_factory=dict)
-    headers: dict[str, dict[str, str]] = field(default_factory=dict)
-    in_flight: dict[str, int] = field(default_factory=dict)
-    max_in_flight: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def calls_to(self, path: str) -> list[Call]:
-        with self.lock:
-            return [c for c in self.calls if c.path == path]
-
-    def wait_for(self, path: str, count: int, timeout: float = 20.0) -> list[Call]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            calls = self.calls_to(path)
-            if len(calls) >= count:
-                return calls
-            time.sleep(0.05)
-        raise AssertionError(f"{path}: {len(self.calls_to(path))} calls, wanted {count}")
-
-
 @pytest.fixture
 def endpoint() -> Iterator[Endpoint]:
+    """A recording callback endpoint on 127.0.0.1 (tests/endpoint_server.py)."""
     recorder = Endpoint()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as callbacks use it
-
-        def do_POST(self) -> None:  # noqa: N802
-            path = self.path.lstrip("/")
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-            with recorder.lock:
-                recorder.in_flight[path] = recorder.in_flight.get(path, 0) + 1
-                recorder.max_in_flight[path] = max(
-                    recorder.max_in_flight.get(path, 0), recorder.in_flight[path]
-                )
-                recorder.calls.append(
-                    Call(
-                        path,
-                        body,
-                        self.headers.get("Dalga-Sched", ""),
-                        self.headers.get("Idempotency-Key", ""),
-                        self.headers.get("Content-Type", ""),
-                        time.monotonic(),
-                    )
-                )
-                statuses = recorder.script.get(path)
-                status = statuses.pop(0) if statuses else 200
-                delays = recorder.delays.get(path)
-                delay = delays.pop(0) if delays else 0
-            time.sleep(delay)
-            with recorder.lock:
-                recorder.in_flight[path] -= 1
-            try:
-                self.send_response(status)
-                for name, value in recorder.headers.get(path, {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            except OSError:
-                pass  # the client gave up (a timeout test)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        request_queue_size = 128
-
-    server = Server(("127.0.0.1", 0), Handler)
-    recorder.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     yield recorder
-    server.shutdown()
-    server.server_close()
+    recorder.down()
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Start and stop real celery-dalga processes for tests; every one is stopped by its PID."""
+"""Real processes for tests, faults and benchmarks: started with their output in a log file,
+awaited until they serve, and every one stopped by its PID."""
 
 from __future__ import annotations
 
@@ -7,37 +8,51 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
+from waiting import wait_until
 
 from celery_dalga.config import Settings
 
 
-def dalga_env(settings: Settings, broker_url: str | None = None) -> dict[str, str]:
+class Process(subprocess.Popen):
+    """A child process whose stdout and stderr go to the file `log_path`."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log_file = log_path.open("wb")
+        super().__init__(args, env=env, cwd=cwd, stdout=self.log_file, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        """What the process has written so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def dalga_env(settings: Settings, broker_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment that gives a celery-dalga process exactly these settings: this
+    process's, without any DALGA_* it inherited (nor so another config file), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DALGA_")}
-    env.update({f"DALGA_{k.upper()}": str(v) for k, v in settings.__dict__.items()})
+    env.update({f"DALGA_{k.upper()}": str(v) for k, v in vars(settings).items()})
     if broker_url:
         env["DALGA_BROKER_URL"] = broker_url
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
     return env
 
 
-def start(args: list[str], env: dict[str, str], cwd: Path, log_name: str) -> subprocess.Popen:
-    log = open(cwd / log_name, "wb")  # noqa: SIM115 (closed with the process in stop())
-    proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    proc.log_file = log
-    proc.log_path = cwd / log_name
-    return proc
-
-
 def celery(*args: str) -> list[str]:
+    """The command line of `celery -A celery_dalga ARGS` on this Python."""
     return [sys.executable, "-m", "celery", "-A", "celery_dalga", *args]
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
-    """Signal the process and wait; kill it if it does not go."""
+def start(args: list[str], env: dict[str, str], cwd: Path, log: str | Path) -> Process:
+    """Start `args` in `cwd`, its output going to `log` (a path relative to cwd, or absolute)."""
+    return Process(args, env, cwd, cwd / log)
+
+
+def stop(proc: Process, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+    """Signal the process and wait; kill it if it does not go. Returns its exit code."""
     if proc.poll() is None:
         proc.send_signal(sig)
         try:
@@ -58,23 +73,23 @@ def free_port() -> int:
 
 def wait_port(port: int, timeout: float = 30) -> None:
     """Wait until something accepts connections on 127.0.0.1:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def accepts() -> bool:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    wait_until(accepts, timeout, f"nothing listens on 127.0.0.1:{port}", every=0.2)
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Wait until url answers; fail at once, with its log, if proc has died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.log_path.read_text()
+def wait_http(url: str, proc: Process | None = None, timeout: float = 30) -> None:
+    """Wait until `url` answers (any status); fail at once, with its log, if `proc` dies."""
+
+    def answers() -> bool:
+        assert proc is None or proc.poll() is None, proc and proc.log()
         try:
             requests.get(url, timeout=1)
-            return
         except requests.ConnectionError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not come up")
+            return False
+        return True
+
+    wait_until(answers, timeout, f"{url} did not come up", every=0.2)

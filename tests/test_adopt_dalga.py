@@ -16,6 +16,7 @@ from dalga_source import dalga_ddl
 from helpers import settings_on
 from processes import free_port, start, stop, wait_http
 from sqlalchemy import create_engine, text
+from waiting import stays
 
 from celery_dalga import adopt
 from celery_dalga.jobs import job_key
@@ -257,9 +258,14 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
     try:
         wait_http(f"http://127.0.0.1:{port}/status", proc, timeout=60)
         up = datetime.now(UTC)
-        for path in ("once", "tick", "minute", "running", "retrying"):
+        paths = ("once", "tick", "minute", "running", "retrying")
+        for path in paths:
             endpoint.wait_for(path, 1, timeout=90)
-        time.sleep(3)  # a window for a second call of any job to show (there must be none)
+        stays(  # a window for a second call of any job to show (there must be none)
+            lambda: [len(endpoint.calls_to(p)) for p in (*paths, "paused")] == [1] * 5 + [0],
+            3,
+            lambda: f"calls: {[c.path for c in endpoint.calls]}",
+        )
     finally:
         code = stop(proc, timeout=30)
     log = proc.log_path.read_text()

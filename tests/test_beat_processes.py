@@ -2,7 +2,6 @@
 
 import base64
 import json
-import time
 import uuid
 from collections import Counter
 from datetime import timedelta
@@ -10,6 +9,7 @@ from datetime import timedelta
 import redis
 from helpers import settings_on, unique_table
 from processes import celery, dalga_env, start, stop
+from waiting import wait_until, watch
 
 from celery_dalga.messages import runs_of
 from celery_dalga.process import store_for
@@ -47,10 +47,8 @@ def test_two_beats_dispatch_each_one_off_job_exactly_once(mariadb_url, redis_url
         for i in range(JOBS):
             first = (start_at + timedelta(milliseconds=10 * i)).isoformat()
             store.put(parse_spec("beats", str(i), {"one-off": "true", "first-run": first}))
-        deadline = time.monotonic() + 60
-        while store.status()["running_jobs"] < JOBS and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.5)  # any duplicate dispatch would arrive in this window
+        wait_until(lambda: store.status()["running_jobs"] >= JOBS, 60, f"{JOBS} runs claimed", 0.2)
+        watch(1.5)  # any duplicate dispatch would arrive in this window
         messages = [json.loads(m) for m in client.lrange(queue, 0, -1)]
     finally:
         codes = [stop(b) for b in beats]

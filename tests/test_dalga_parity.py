@@ -6,12 +6,12 @@ TestAddJob and cluster_test's "run at most once". Where our semantics differ the
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from helpers import settings_on
+from waiting import wait_until
 
 from celery_dalga.jobs import Run, rfc3339
 from celery_dalga.kinds.http import callback_post
@@ -207,14 +207,6 @@ def test_one_off_jobs_due_at_once_each_run_exactly_once(make_stack):
     calls = stack.endpoint.wait_for("cluster", 100, timeout=60)
     assert sorted(int(c.body) for c in calls) == list(range(100))
     for i in range(100):
-        assert _gone(stack, f"/jobs/cluster/{i}")
+        url = f"/jobs/cluster/{i}"
+        wait_until(lambda url=url: stack.api.get(url).status_code == 404, 20, f"{url} is gone")
     assert len(stack.endpoint.calls_to("cluster")) == 100
-
-
-def _gone(stack, url: str, timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while stack.api.get(url).status_code != 404:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

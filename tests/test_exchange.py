@@ -16,6 +16,7 @@ from helpers import settings_on, unique_table
 from kombu import Connection, Exchange, Queue
 from kombu.mixins import ConsumerMixin
 from processes import celery, dalga_env, start, stop
+from waiting import wait_until
 
 from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
@@ -51,10 +52,11 @@ class Consumer(ConsumerMixin):
             return list(self.messages)
 
     def wait_for(self, count: int, timeout: float = 30) -> list:
-        deadline = time.monotonic() + timeout
-        while len(self.got()) < count:
-            assert time.monotonic() < deadline, f"{len(self.got())} messages, wanted {count}"
-            time.sleep(0.05)
+        wait_until(
+            lambda: len(self.got()) >= count,
+            timeout,
+            lambda: f"{len(self.got())} messages, wanted {count}",
+        )
         return self.got()
 
 
@@ -115,10 +117,7 @@ def test_a_message_no_queue_takes_is_retried_with_backoff(make_stack, rabbitmq_u
     name, consumer = exchange
     stack = make_stack(publish_url=rabbitmq_url, publish_exchange="amq.default")
     stack.api.put("/jobs/nobody-listens/1?one-off=true&immediate=true")
-    deadline = time.monotonic() + 20
-    while stack.store.get("nobody-listens", "1").error_count < 2:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: stack.store.get("nobody-listens", "1").error_count >= 2, 20, every=0.1)
     job = stack.store.get("nobody-listens", "1")
     assert "Unroutable" in job.last_error and job.attempts >= 2
     assert consumer.got() == []
@@ -164,14 +163,18 @@ def test_two_beats_and_a_rabbitmq_restart_lose_nothing(
             store.put(
                 parse_spec("every", str(i), {"interval": "2", "first-run": begin.isoformat()})
             )
-        time.sleep(8)
+        time.sleep(8)  # pacing: runs are flowing when RabbitMQ stops
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
-        time.sleep(3)
+        time.sleep(3)  # pacing: RabbitMQ down for 3 s
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
-        deadline = time.monotonic() + 60
-        while {b for k, b, _, _ in consumer.got() if k == "once"} != {str(i) for i in range(120)}:
-            assert time.monotonic() < deadline, "one-off runs missing after the restart"
-            time.sleep(0.2)
+        wait_until(
+            lambda: (
+                {b for k, b, _, _ in consumer.got() if k == "once"} == {str(i) for i in range(120)}
+            ),
+            60,
+            "one-off runs missing after the restart",
+            every=0.2,
+        )
         for i in range(10):
             store.set_enabled("every", str(i), enabled=False)
     finally:

@@ -3,12 +3,12 @@ Flower shows them: a task of many runs with its count and first runs, a task of 
 its path, body and scheduled time."""
 
 import ast
-import time
 import uuid
 
 import requests
 from helpers import settings_on, unique_table
 from processes import celery, dalga_env, free_port, start, stop, wait_http
+from waiting import wait_until
 
 from celery_dalga.process import store_for
 from celery_dalga.spec import parse_spec
@@ -16,12 +16,20 @@ from celery_dalga.spec import parse_spec
 
 def wait_for_worker(url: str, timeout: float = 60) -> None:
     """Wait until Flower lists a worker: it is connected to the broker and to the worker."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if requests.get(url, timeout=10).json():
-            return
-        time.sleep(0.5)
-    raise AssertionError("Flower never saw the worker")
+    wait_until(
+        lambda: requests.get(url, timeout=10).json(), timeout, "Flower lists the worker", 0.5
+    )
+
+
+def shown_tasks(port: int) -> tuple[list, list, list, int]:
+    """Flower's succeeded tasks: all, the batches, the single runs, and the runs shown (those
+    the batches carry and the single runs)."""
+    tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
+    done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
+    batches = [t for t in done if t["name"] == "celery_dalga.http_callbacks"]
+    singles = [t for t in done if t["name"] == "celery_dalga.http_callback"]
+    carried = sum(ast.literal_eval(t["kwargs"])["runs"] for t in batches)
+    return done, batches, singles, carried + len(singles)
 
 
 def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpoint, tmp_path):
@@ -74,21 +82,19 @@ def test_flower_shows_the_callbacks_beat_published(mariadb_url, redis_url, endpo
         endpoint.wait_for("flower/feed", 120, timeout=60)
         store.put(parse_spec("flower/lone", "1", {"one-off": "1", "immediate": "1"}))
         endpoint.wait_for("flower/lone", 1, timeout=30)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            tasks = requests.get(f"http://127.0.0.1:{port}/api/tasks", timeout=10).json()
-            done = [t for t in tasks.values() if t.get("state") == "SUCCESS"]
-            batches = [t for t in done if t["name"] == "celery_dalga.http_callbacks"]
-            singles = [t for t in done if t["name"] == "celery_dalga.http_callback"]
-            carried = sum(ast.literal_eval(t["kwargs"])["runs"] for t in batches)
-            if carried + len(singles) >= 121:
-                break
-            time.sleep(1)
+        wait_until(
+            lambda: shown_tasks(port)[3] >= 121,
+            30,
+            lambda: f"{shown_tasks(port)[3]} runs shown in Flower, wanted 121",
+            every=1,
+        )
+        done, batches, singles, runs = shown_tasks(port)
     finally:
         for proc in procs:
             stop(proc)
         store.drop_table()
-    assert carried + len(singles) == 121, f"{carried} + {len(singles)} runs shown in Flower"
+    carried = runs - len(singles)
+    assert runs == 121, f"{carried} + {len(singles)} runs shown in Flower"
     assert 1 < len(batches) < 120
     first = ast.literal_eval(batches[0]["kwargs"])
     assert first["first"][0].startswith("flower/feed ") and "sched" in first

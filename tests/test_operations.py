@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 from helpers import settings_on, unique_table
 from processes import dalga_env, free_port, start, stop, wait_http, wait_port
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_until
 
 from celery_dalga import Client
 from celery_dalga.celery import make_app
@@ -37,13 +37,15 @@ def value(samples: dict, name: str, **labels: str) -> float:
 
 
 def wait_value(port: int, name: str, at_least: float, timeout: float = 30, **labels: str) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """The samples once `name` with these labels is at least `at_least`."""
+
+    def reached() -> dict | None:
         samples = scrape(port)
-        if value(samples, name, **labels) >= at_least:
-            return samples
-        time.sleep(0.3)
-    raise AssertionError(f"{name}{labels} stayed under {at_least}: {scrape(port)}")
+        return samples if value(samples, name, **labels) >= at_least else None
+
+    return wait_until(
+        reached, timeout, lambda: f"{name}{labels} stayed under {at_least}: {scrape(port)}", 0.3
+    )
 
 
 @pytest.mark.parametrize("pool", ["threads", "prefork"])

@@ -8,12 +8,12 @@ import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from helpers import Clock, api_client
 from processes import free_port, start, stop, wait_http
+from waiting import wait_until
 
 from celery_dalga.runs import Attempt
 
@@ -157,14 +157,10 @@ def test_in_a_browser_a_job_made_in_the_form_is_called_and_its_history_shows(
         snap(browser, "ui-new-job.png")
         browser.find_element(By.CSS_SELECTOR, "button.primary").click()
         assert "/ui/job?path=check_feed&body=1234" in browser.current_url
-        endpoint.wait_for("check_feed", 2, timeout=30)
-        deadline = time.monotonic() + 30
-        while "done" not in rows(browser):
-            assert time.monotonic() < deadline, rows(browser)
-            time.sleep(0.5)
-            browser.refresh()
+        called = len(endpoint.wait_for("check_feed", 2, timeout=30))
+        wait_until(lambda: "done" in refreshed(browser), 30, lambda: rows(browser), every=0.5)
         assert "200" in rows(browser)
-        time.sleep(4)  # a few more runs, for the sparkline
+        endpoint.wait_for("check_feed", called + 2, timeout=30)  # more runs, for the sparkline
         browser.refresh()
         snap(browser, "ui-job.png")
         browser.get(f"{base}/ui/jobs")
@@ -175,6 +171,12 @@ def test_in_a_browser_a_job_made_in_the_form_is_called_and_its_history_shows(
         snap(browser, "ui-status.png")
     finally:
         assert stop(proc) == 0, proc.log_path.read_text()
+
+
+def refreshed(browser) -> str:
+    """The history rows after reloading the page."""
+    browser.refresh()
+    return rows(browser)
 
 
 def rows(browser) -> str:

@@ -1,22 +1,16 @@
-"""Fixtures of the fault suite: a cluster of real processes on MariaDB and Redis."""
+"""Fixtures of the fault suite: a cluster of real processes on MariaDB and Redis (the
+`endpoint` fixture is tests/conftest.py's)."""
 
 from __future__ import annotations
 
 import uuid
 
 import pytest
-from harness import Cluster, Endpoint
+from harness import Cluster
 from helpers import unique_table
 from processes import free_port
 
 from celery_dalga.config import Settings
-
-
-@pytest.fixture
-def endpoint():
-    recorder = Endpoint()
-    yield recorder
-    recorder.down()
 
 
 @pytest.fixture

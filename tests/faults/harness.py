@@ -1,4 +1,5 @@
-"""Fault-suite harness: a recording endpoint, a cluster of real processes, a workload, figures.
+"""Fault-suite harness: a cluster of real processes, a workload, figures (the recording
+endpoint is tests/endpoint_server.py).
 
 Every process is started here and stopped by its PID; every scenario is bounded in time.
 """
@@ -10,16 +11,17 @@ import os
 import random
 import re
 import signal
-import threading
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from processes import celery, dalga_env, free_port, start, stop
+from endpoint_server import Call, Endpoint
+from processes import Process, celery, dalga_env, start, stop
+from waiting import poll, watch
 
 from celery_dalga.config import Settings
 from celery_dalga.process import store_for
@@ -32,107 +34,6 @@ BATCHED = re.compile(r"dispatched (\d+) runs in (\d+) tasks")
 
 
 @dataclass
-class Attempt:
-    path: str
-    body: str
-    sched: str
-    key: str
-    status: int
-    received: datetime
-
-
-class Endpoint:
-    """A callback endpoint on 127.0.0.1 (HTTP/1.1, kept alive) recording every attempt. It can
-    sleep, answer 503, follow a plan of (status, sleep) answers per (path, body), or go down
-    entirely (connections refused) and come back on the same port. `small`: Python's
-    ThreadingHTTPServer as it comes (listen backlog 5, HTTP/1.0, a connection per request), as
-    many small apps are; `slots`: at most that many requests served at a time (the rest wait)."""
-
-    def __init__(self, small: bool = False, slots: int = 0) -> None:
-        self.small = small
-        self.slots = threading.BoundedSemaphore(slots) if slots else None
-        self.attempts: list[Attempt] = []
-        self.lock = threading.Lock()
-        self.sleep = 0.0
-        self.status = 200
-        self.plan: dict[tuple[str, str], list[tuple[int, float]]] = {}
-        self.in_flight: Counter = Counter()
-        self.max_in_flight = 0
-        self.port = free_port()
-        self.server: ThreadingHTTPServer | None = None
-        self.up()
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def _handler(self):
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0" if endpoint.small else "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                if endpoint.slots:
-                    with endpoint.slots:
-                        self.answer()
-                else:
-                    self.answer()
-
-            def answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-                job = (self.path, body)
-                with endpoint.lock:
-                    endpoint.in_flight[job] += 1
-                    endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight[job])
-                    planned = endpoint.plan.get((self.path.lstrip("/"), body))
-                    status, pause = planned.pop(0) if planned else (endpoint.status, endpoint.sleep)
-                    endpoint.attempts.append(
-                        Attempt(
-                            self.path.lstrip("/"),
-                            body,
-                            self.headers.get("Dalga-Sched", ""),
-                            self.headers.get("Idempotency-Key", ""),
-                            status,
-                            datetime.now(UTC),
-                        )
-                    )
-                time.sleep(pause)
-                with endpoint.lock:
-                    endpoint.in_flight[job] -= 1
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass
-
-            def log_message(self, *args) -> None:
-                pass
-
-        return Handler
-
-    def up(self) -> None:
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 5 if self.small else 128
-
-        self.server = Server(("127.0.0.1", self.port), self._handler())
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        """Refuse connections until up() is called."""
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def delivered(self) -> list[Attempt]:
-        with self.lock:
-            return [a for a in self.attempts if a.status in (200, 204)]
-
-
-@dataclass
 class Cluster:
     """Real beats, workers and `dalga web` on one table, one broker, one endpoint."""
 
@@ -140,7 +41,7 @@ class Cluster:
     settings: Settings
     broker_url: str
     pool: tuple[str, str] = ("threads", "16")  # the workers' --pool and --concurrency
-    procs: dict[str, object] = field(default_factory=dict)
+    procs: dict[str, Process] = field(default_factory=dict)
     history: list[tuple[float, str]] = field(default_factory=list)
 
     @property
@@ -169,8 +70,6 @@ class Cluster:
                 "INFO",
             )
         else:
-            import sys
-
             args = [sys.executable, "-m", "celery_dalga.cli", "web"]
         runs = sum(1 for _, n in self.history if n.startswith(f"start {name}"))
         self.procs[name] = start(args, self.env, self.tmp, f"{name}.{runs}.log")
@@ -262,22 +161,24 @@ def load_burst(store: Store, count: int, lead: float) -> Workload:
     return Workload({str(i) for i in range(count)}, set(), at, at)
 
 
-def wait_until(when: datetime, store: Store) -> None:
+def sleep_until(when: datetime, store: Store) -> None:
+    """Let the scenario run until `when` on the database's clock."""
     time.sleep(max(0.0, (when - store.now()).total_seconds()))
 
 
 def settle(cluster: Cluster, endpoint: Endpoint, work: Workload, timeout: float) -> None:
     """Stop the interval jobs at the window's end and wait for the one-offs to be delivered."""
     store = cluster.store
-    wait_until(work.end, store)
+    sleep_until(work.end, store)
     for body in work.intervals:
         store.set_enabled("every", body, enabled=False)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if work.one_offs <= {a.body for a in endpoint.delivered() if a.path == "once"}:
-            break
-        time.sleep(0.5)
-    time.sleep(2)  # a duplicate in flight arrives within this
+    # not asserted: what never came is counted as lost by figures()
+    poll(lambda: work.one_offs <= delivered_bodies(endpoint, "once"), timeout, every=0.5)
+    watch(2)  # a duplicate in flight arrives within this
+
+
+def delivered_bodies(endpoint: Endpoint, path: str) -> set[str]:
+    return {c.body for c in endpoint.delivered() if c.path == path}
 
 
 @dataclass
@@ -308,10 +209,10 @@ def figures(
     scheduled in the last lease + 10 s of the window). Duplicated: deliveries
     beyond one per (job, Dalga-Sched). Lateness: first delivery minus Dalga-Sched."""
     delivered = endpoint.delivered()
-    by_run: dict[tuple, list[Attempt]] = defaultdict(list)
+    by_run: dict[tuple, list[Call]] = defaultdict(list)
     for a in delivered:
         by_run[(a.path, a.body, a.sched)].append(a)
-    lost = len(work.one_offs - {a.body for a in delivered if a.path == "once"})
+    lost = len(work.one_offs - delivered_bodies(endpoint, "once"))
     last_sched = {}
     for path, body, sched in by_run:
         if path == "every":
@@ -333,7 +234,9 @@ def figures(
         max_lateness=lateness[-1] if lateness else 0.0,
         p99_lateness=lateness[int(len(lateness) * 0.99) - 1] if lateness else 0.0,
         per_beat=cluster.dispatches_per_beat(),
-        duplicate_keys_consistent=all(len({a.key for a in runs}) == 1 for runs in by_run.values()),
+        duplicate_keys_consistent=all(
+            len({a.idempotency_key for a in runs}) == 1 for runs in by_run.values()
+        ),
         extra=extra,
     )
     print(result.line(), flush=True)

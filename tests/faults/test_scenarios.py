@@ -15,7 +15,8 @@ from collections import defaultdict
 from itertools import pairwise
 
 import pytest
-from harness import Cluster, Endpoint, figures, load_burst, load_workload, random_kills, settle
+from endpoint_server import Endpoint
+from harness import Cluster, figures, load_burst, load_workload, random_kills, settle
 from processes import free_port, wait_port
 
 SECONDS = float(os.environ.get("DALGA_FAULT_SECONDS", "60"))
@@ -52,7 +53,7 @@ def test_1_three_beats_two_workers_nothing_lost_nothing_doubled(make_cluster, en
     assert result.lost == 0
     assert result.duplicated == 0
     assert len(result.per_beat) == 3 and min(result.per_beat.values()) > 0, result.per_beat
-    assert endpoint.max_in_flight == 1
+    assert endpoint.most_at_once("job") == 1
     assert not cluster.tracebacks()
 
 
@@ -71,12 +72,12 @@ def test_2_beats_killed_at_random(make_cluster, endpoint):
     )
     assert result.lost == 0
     assert result.duplicate_keys_consistent
-    assert endpoint.max_in_flight == 1
+    assert endpoint.most_at_once("job") == 1
 
 
 def test_3_workers_killed_mid_callback(make_cluster, endpoint):
     cluster = make_cluster()
-    endpoint.sleep = 0.5
+    endpoint.delay = 0.5
     kills = []
 
     def chaos(work):
@@ -203,7 +204,7 @@ def test_6_endpoint_down_then_up(make_cluster, endpoint):
         gaps=[round(g, 1) for g in gaps],
     )
     assert result.lost == 0
-    assert endpoint.max_in_flight == 1
+    assert endpoint.most_at_once("job") == 1
     assert len(gaps) >= 4
     for earlier, later in pairwise(gaps):
         assert later > earlier * 1.5, gaps
@@ -213,7 +214,7 @@ def test_6_endpoint_down_then_up(make_cluster, endpoint):
 def backoff_gaps(endpoint: Endpoint) -> list[float]:
     """Gaps between the attempts of the run that was retried most."""
     runs = defaultdict(list)
-    for a in endpoint.attempts:
+    for a in endpoint.calls:
         runs[(a.path, a.body, a.sched)].append(a.received)
     longest = max(runs.values(), key=len)
     return [(b - a).total_seconds() for a, b in pairwise(longest)]
@@ -222,7 +223,7 @@ def backoff_gaps(endpoint: Endpoint) -> list[float]:
 def one_run_at_a_time(endpoint: Endpoint) -> bool:
     """A job's next scheduled run starts only after its current one succeeded."""
     by_job = defaultdict(list)
-    for a in endpoint.attempts:
+    for a in endpoint.calls:
         by_job[(a.path, a.body)].append(a)
     for attempts in by_job.values():
         open_sched = None
@@ -379,9 +380,10 @@ def test_9_batches_mixing_200_204_500_and_timeouts(make_cluster, endpoint):
     }
     one_offs, intervals = 400, 60
     for i in range(one_offs):
-        endpoint.plan["once", str(i)] = list(plan[i % 4])
+        endpoint.script["once", str(i)] = [status for status, _ in plan[i % 4]]
+        endpoint.delays["once", str(i)] = [delay for _, delay in plan[i % 4]]
     for i in range(0, intervals, 3):  # these interval jobs end with their first answer
-        endpoint.plan["every", str(i)] = [(204, 0.0)]
+        endpoint.script["every", str(i)] = [204]
     work = run(cluster, endpoint, one_offs=one_offs, intervals=intervals, seconds=30, clump=80)
     ended = {str(i) for i in range(0, intervals, 3)}
     work.intervals -= ended
@@ -395,14 +397,14 @@ def test_9_batches_mixing_200_204_500_and_timeouts(make_cluster, endpoint):
     )
     assert cluster.most_runs_per_task() >= 8
     assert result.lost == 0 and result.duplicated == 0
-    assert result.duplicate_keys_consistent and endpoint.max_in_flight == 1
+    assert result.duplicate_keys_consistent and endpoint.most_at_once("job") == 1
     attempts = defaultdict(list)
-    for a in endpoint.attempts:
+    for a in endpoint.calls:
         attempts[(a.path, a.body)].append(a)
     for i in range(one_offs):
         tries = attempts[("once", str(i))]
         assert [a.status for a in tries] == [status for status, _ in plan[i % 4]], tries
-        assert len({(a.sched, a.key) for a in tries}) == 1
+        assert len({(a.sched, a.idempotency_key) for a in tries}) == 1
         gaps = [(b.received - a.received).total_seconds() for a, b in pairwise(tries)]
         assert all(gap >= 0.5 for gap in gaps), gaps
     for body in ended:
@@ -430,7 +432,7 @@ def burst(cluster: Cluster, endpoint: Endpoint, count: int, beats: int, workers:
         cluster.settings.lease,
         timeouts=cluster.log_count("worker", "curl error 28"),
         not_sent=cluster.log_count("worker", "outcome=not_sent"),
-        attempts=len(endpoint.attempts),
+        attempts=len(endpoint.calls),
     )
 
 
@@ -466,7 +468,7 @@ def test_11_ten_thousand_due_at_an_endpoint_of_20_slots(make_cluster):
     """10,000 one-offs at one instant, an endpoint that serves 20 at a time in 50 ms: no
     timeouts, and drained within 1.5x the 25 s the endpoint needs at best."""
     endpoint = Endpoint(slots=20)
-    endpoint.sleep = 0.05
+    endpoint.delay = 0.05
     try:
         cluster = make_cluster(base_url=endpoint.base_url, callback_timeout=10.0, lease=60.0)
         result = burst(cluster, endpoint, 10_000, beats=3, workers=2, name="11 20 slots")
