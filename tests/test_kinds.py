@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from helpers import settings_on
+from waiting import wait_until
 
 from celery_dalga import kinds, messages
 from celery_dalga.client import Client
@@ -195,17 +196,13 @@ def test_a_run_of_a_kind_this_worker_does_not_know_fails_and_is_retried(mariadb_
 def test_a_new_kind_runs_through_beat_and_a_worker(record, make_stack):
     """A claim as beat makes it, the messages (tasks of one run and of several) carry their kind
     and options, the worker's tasks hand the runs to the kind."""
-    import time
-
     stack = make_stack(beat=False)
     bodies = [str(i) for i in range(6)]  # one claim, cut into tasks of 2, 2, 1 and 1 runs
     stack.store.put_many([spec(body, kind="record", options={"to": "beat"}) for body in bodies])
     tasks = messages.tasks(stack.store.claim(10), stack.settings.runs_per_task)  # as beat does
     assert sorted(len(messages.runs_of(t.name, t.kwargs)) for t in tasks) == [1, 1, 2, 2]
     messages.publish(stack.app, stack.app.amqp.queues[stack.settings.queue], tasks)
-    deadline = time.monotonic() + 15
-    while len(Record.lists.get("beat", [])) < len(bodies):
-        assert time.monotonic() < deadline, Record.lists
-        time.sleep(0.05)
-    assert sorted(Record.lists["beat"]) == bodies
+    recorded = lambda: Record.lists.get("beat", [])  # noqa: E731
+    wait_until(lambda: len(recorded()) == len(bodies), what=lambda: f"recorded {recorded()}")
+    assert sorted(recorded()) == bodies
     assert stack.endpoint.calls == []
