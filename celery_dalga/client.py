@@ -17,12 +17,12 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from celery_dalga import kinds
 from celery_dalga.config import Settings, load_settings, settings_for
 from celery_dalga.jobs import Job
 from celery_dalga.process import store_for
-from celery_dalga.publishing import publish_url
 from celery_dalga.schedules import Schedule, ScheduleError
-from celery_dalga.spec import InvalidParameter, JobSpec, allowed, check_key, parse_spec
+from celery_dalga.spec import InvalidParameter, JobSpec, check_key, parse_spec
 from celery_dalga.store import JobExists, Store
 from celery_dalga.values import shown
 from celery_dalga.wire import SORTS, Cursor, kala_job_stats
@@ -114,7 +114,7 @@ class Client:
         before it is written, on every path (the callback kind's, then min_interval);
         InvalidParameter, naming the parameter, for anything PUT refuses before it writes."""
         spec = parse_spec(path, body, params, self.settings.max_body)
-        validate_kind(spec, self.settings)
+        kinds.validate(spec, self.settings)
         _check_gaps(spec, self.settings.min_interval)
         return spec
 
@@ -220,27 +220,6 @@ class Client:
         if job is None:
             raise JobNotFound("job not found")
         return job
-
-
-def validate_kind(spec: JobSpec, settings: Settings) -> None:
-    """The checks of the job's callback kind: a task must be in allowed_tasks, an exchange
-    in allowed_exchanges and needs a broker to publish to; an HTTP callback has none."""
-    if spec.exchange:
-        if not allowed(settings.allowed_exchanges, spec.exchange):
-            raise InvalidParameter(
-                "exchange",
-                f"{shown(spec.exchange)} is not in the allowed_exchanges setting "
-                "(DALGA_ALLOWED_EXCHANGES)",
-            )
-        if not publish_url(settings):
-            raise InvalidParameter(
-                "exchange", "publishing needs an AMQP broker: set DALGA_PUBLISH_URL"
-            )
-    if spec.task and not allowed(settings.allowed_tasks, spec.task):
-        raise InvalidParameter(
-            "task",
-            f"{shown(spec.task)} is not in the allowed_tasks setting (DALGA_ALLOWED_TASKS)",
-        )
 
 
 def _check_gaps(spec: JobSpec, least: float) -> None:

@@ -3,6 +3,7 @@ Kala's (parent, retries, retry-interval, epsilon) and go-quartz's (if-absent) be
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -15,10 +16,15 @@ from celery_dalga.schedules import UTC_ZONE, Schedule, ScheduleError
 from celery_dalga.values import SHOWN, parse_bool, shown
 
 SCHEDULE_PARAMETERS = ("interval", "cron", "schedule", "first-run", "one-off", "immediate")
-JOB_PARAMETERS = ("exchange", "task", "parent", "retries", "retry-interval", "epsilon", "if-absent")
+JOB_PARAMETERS = (
+    *("exchange", "task", "kind", "options", "parent"),
+    *("retries", "retry-interval", "epsilon", "if-absent"),
+)
 PARAMETERS = (*SCHEDULE_PARAMETERS, "location", *JOB_PARAMETERS)
 EXCHANGE = re.compile(r"^[A-Za-z0-9._:-]{1,255}$")
 TASK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+MAX_OPTIONS = 8192  # characters of a job's options (JSON)
 MAX_RETRIES = 1000
 MAX_PATH = 255
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -132,6 +138,8 @@ def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 
         _field(job, "retry-interval", _seconds),
         _field(job, "epsilon", _seconds),
         bool(_field(job, "if-absent", _boolean)),
+        _field(job, "kind", lambda text: _matching(KIND, text, "a callback kind's name")),
+        _field(job, "options", _options),
     )
 
 
@@ -139,6 +147,23 @@ def _matching(pattern: re.Pattern, text: str, what: str) -> str:
     if not pattern.match(text) or len(text) > 255:
         raise ValueError(f"{shown(text)} is not {what}")
     return text
+
+
+def _options(text: str) -> dict[str, Any]:
+    """A job's options for its kind: a JSON object."""
+    if len(text) > MAX_OPTIONS:
+        raise ValueError(f"longer than {MAX_OPTIONS} characters")
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise ValueError(f"{shown(text)} is not JSON") from None
+    if not isinstance(value, dict):
+        raise ValueError("must be a JSON object")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def allowed(listing: str, name: str) -> bool:

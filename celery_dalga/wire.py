@@ -81,6 +81,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "last_attempt": job_time(job.last_attempt, at),
         "last_error": job.last_error,
         "last_duration": job.last_duration,
+        **({"kind": job.kind, "options": job.options} if job.kind else {}),
     }
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from helpers import settings_on
+from helpers import api_client, settings_on
 from waiting import wait_until
 
 from celery_dalga import kinds, messages
@@ -206,3 +206,56 @@ def test_a_new_kind_runs_through_beat_and_a_worker(record, make_stack):
     wait_until(lambda: len(recorded()) == len(bodies), what=lambda: f"recorded {recorded()}")
     assert sorted(recorded()) == bodies
     assert stack.endpoint.calls == []
+
+
+# -- a job names its kind over the API -------------------------------------------------------
+
+
+def test_put_names_a_kind_and_its_options_and_get_shows_them(record, mariadb_url):
+    with api_client(mariadb_url) as api:
+        put = api.put('/jobs/feeds/1?interval=60&kind=record&options={"to": "mine"}')
+        assert put.status_code == 201, put.get_json()
+        shown = api.get("/jobs/feeds/1").get_json()
+        assert (shown["kind"], shown["options"]) == ("record", {"to": "mine"})
+        job = api.store.get("feeds", "1")
+        assert (job.kind, job.options) == ("record", {"to": "mine"})
+        assert api.put("/jobs/feeds/2?interval=60").status_code == 201
+        assert "kind" not in api.get("/jobs/feeds/2").get_json()  # Dalga's job JSON as it was
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter", "says"),
+    [
+        ("kind=Record", "kind", "is not a callback kind's name"),
+        ("kind=" + "k" * 33, "kind", "is not a callback kind's name"),
+        ("kind=nosuch", "kind", "no callback kind 'nosuch'"),
+        ("kind=task", "task", "the task kind needs a task"),
+        ("kind=record&options=x", "options", "is not JSON"),
+        ("kind=record&options=[1]", "options", "must be a JSON object"),
+        ("kind=record&options=NaN", "options", "is not JSON"),
+        ('kind=record&options={"to": NaN}', "options", "is not JSON"),
+        ("kind=record&options=" + "[" * 5000, "options", "is not JSON"),
+        ("kind=record&options=" + "{}" * 4100, "options", "longer than 8192 characters"),
+        ('kind=record&options={"to": 1}', "options", '{"to": <a list name>}'),
+        ('options={"method": "GET"}', "options", "the http kind takes no options"),
+        ("kind=http&task=app.refresh", "kind", "cannot be combined with task"),
+    ],
+)
+def test_a_bad_kind_or_options_is_a_400_naming_it_and_writes_nothing(
+    record, mariadb_url, query, parameter, says
+):
+    with api_client(mariadb_url) as api:
+        answer = api.put(f"/jobs/feeds/1?interval=60&{query}")
+        assert answer.status_code == 400, answer.get_data(as_text=True)
+        error = answer.get_json()
+        assert error["parameter"] == parameter and says in error["error"]
+        assert api.get("/jobs/feeds/1").status_code == 404
+
+
+def test_a_kinds_name_must_fit_its_column():
+    class Long(Record):
+        name = "k" * 33
+
+    with pytest.raises(ValueError, match="name must match"):
+        kinds.register(Long())
+    assert "k" * 33 not in kinds.registry

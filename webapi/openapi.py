@@ -86,6 +86,8 @@ SCHEDULE_PARAMETERS = [
     _query("retries", "retries of a run", ["3", "-1", "5000", "x"]),
     _query("retry-interval", "first retry delay", ["5", "PT1M", "P1D", "x"]),
     _query("epsilon", "skip runs later than this", ["30", "PT10S", "x"]),
+    _query("kind", "the callback kind's name (default: http, amqp or task)", ["http", "X"]),
+    _query("options", "the kind's own settings: a JSON object", ['{"a": 1}', "[1]"]),
     _query("if-absent", "boolean: only if there is no such job", ["true", "maybe"]),
     _query(
         "location",

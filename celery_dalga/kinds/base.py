@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
-from celery_dalga.spec import InvalidParameter, JobSpec
+from celery_dalga.spec import KIND, InvalidParameter, JobSpec
 from celery_dalga.values import shown
 
 
@@ -99,6 +99,8 @@ registry: dict[str, Kind] = {}
 
 def register(kind: Kind) -> Kind:
     """Make a kind known by its name (a second kind of the same name is refused)."""
+    if not KIND.match(kind.name):
+        raise ValueError(f"a callback kind's name must match {KIND.pattern}: {kind.name!r}")
     if registry.get(kind.name, kind) is not kind:
         raise ValueError(f"a callback kind named {kind.name!r} is registered already")
     registry[kind.name] = kind
