@@ -80,6 +80,9 @@ class Attempt:
         return now - timedelta(seconds=max(0.0, monotonic_now - self.ended))
 
 
+LEASE_SPARE = 1.0  # seconds of lease left over after a call that takes the whole timeout
+
+
 @dataclass(frozen=True)
 class Policy:
     """How runs are leased, skipped, retried (celery_dalga.retry) and remembered."""
@@ -92,6 +95,14 @@ class Policy:
     history_ttl: float = 7 * 86400.0  # seconds an attempt is kept at most
     min_interval: float = 1.0  # a dependent job is woken no sooner after its last attempt
     retry: RetryPolicy = RetryPolicy()
+
+    def fence_window(self, timeout: float) -> tuple[float, float]:
+        """(keep, start_within) for a worker's calls of `timeout` seconds: the fence renews a
+        run's lease to at least `keep` seconds, and a call starts only within `start_within`
+        seconds of it, so the lease outlasts a call that takes the whole timeout by
+        LEASE_SPARE."""
+        keep = max(self.lease / 2, min(self.lease, timeout + 5))
+        return keep, keep - timeout - LEASE_SPARE
 
     def for_job(self, job: Job) -> Policy:
         """This policy with the job's own retries, retry interval and epsilon, where it has

@@ -29,8 +29,6 @@ from celery_dalga.runs import Attempt, Outcome
 
 log = logging.getLogger(__name__)
 
-LEASE_SPARE = 1.0  # seconds of lease left over after a call that takes the whole timeout
-
 
 def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcome]:
     """Deliver runs: drop those whose rows no longer carry their tokens (one read, which
@@ -39,9 +37,9 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
     its lease still outlasts the call's timeout; and settle all the results in one
     transaction."""
     store = store_for(settings)
-    keep = max(settings.lease / 2, min(settings.lease, settings.callback_timeout + 5))
+    keep, start_within = store.policy.fence_window(settings.callback_timeout)
     ours = store.fence(runs, keep=keep)
-    start_by = time.monotonic() + keep - settings.callback_timeout - LEASE_SPARE
+    start_by = time.monotonic() + start_within
     held = {run.job_id for run in ours}
     for run in runs:
         if run.job_id not in held:

@@ -476,3 +476,13 @@ def test_every_due_row_is_sent_once_or_settled(j, now, epsilon):
             assert decision.values["enabled"] is False
         else:
             assert decision.delete or decision.values["next_run"] > now
+
+
+@pytest.mark.parametrize(
+    ("lease", "timeout", "keep", "start_within"),
+    [(60, 10, 30, 19), (13, 10, 13, 2), (300, 10, 150, 139), (20, 10, 15, 4)],
+)
+def test_the_fence_keeps_a_lease_that_outlasts_a_call_started_within_its_window(
+    lease, timeout, keep, start_within
+):
+    assert Policy(lease=lease).fence_window(timeout) == (keep, start_within)
