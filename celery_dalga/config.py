@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything celery-dalga can be told; see the settings table in README.md."""
+    """Everything celery-dalga can be told; see the settings table in docs/settings.md."""
 
     database_url: str = "sqlite:///dalga.sqlite3"
     broker_url: str = "sqla+sqlite:///dalga-broker.sqlite3"

@@ -4,11 +4,13 @@ DDL, its rows as Dalga writes them), and `dalga` with Dalga's config runs every 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -289,34 +291,14 @@ def test_dalga_with_dalgas_config_runs_each_job_of_dalgas_table_once_at_its_time
     assert endpoint.calls_to("paused") == []
 
 
-# docs/coming-from-dalga.md, "Going back to Dalga", for table {t}
-GOING_BACK = [
-    "DELETE FROM `{t}` WHERE cron IS NOT NULL OR `repeat` IS NOT NULL OR parent_key IS NOT NULL",
-    "UPDATE `{t}` SET `interval` = '' WHERE one_off OR `interval` IS NULL",
-    "UPDATE `{t}` SET `interval` = CONCAT('PT', `interval`, 'S')"
-    " WHERE `interval` REGEXP '^[0-9]+$'",
-    "UPDATE `{t}` SET location = IF(location = 'UTC', '', location), instance_id = NULL,"
-    " next_run = IF(enabled, next_run, NULL),"
-    " next_sched = COALESCE(next_sched, next_run, UTC_TIMESTAMP())",
-    "ALTER TABLE `{t}` DROP INDEX job_key, DROP INDEX ix_{t}_next_run,"
-    " DROP INDEX ix_{t}_parent_key, DROP INDEX ix_{t}_path_id, DROP COLUMN job_key,"
-    " DROP COLUMN cron, DROP COLUMN `repeat`, DROP COLUMN one_off, DROP COLUMN exchange,"
-    " DROP COLUMN task, DROP COLUMN parent_key, DROP COLUMN retries, DROP COLUMN retry_interval,"
-    " DROP COLUMN kind, DROP COLUMN options,"
-    " DROP COLUMN epsilon, DROP COLUMN enabled, DROP COLUMN triggered_at, DROP COLUMN token,"
-    " DROP COLUMN attempts, DROP COLUMN success_count, DROP COLUMN error_count,"
-    " DROP COLUMN last_success, DROP COLUMN last_attempt, DROP COLUMN last_error,"
-    " DROP COLUMN last_duration, DROP COLUMN created_at,"
-    " MODIFY `interval` VARCHAR(255) NOT NULL, MODIFY next_run DATETIME NULL,"
-    " MODIFY next_sched DATETIME NOT NULL, MODIFY instance_id INT UNSIGNED NULL,"
-    " DROP PRIMARY KEY, ADD PRIMARY KEY (path, body), ADD UNIQUE KEY id (id),"
-    " ADD KEY next_run (next_run)",
-    "DROP TABLE `{t}_instances`, `{t}_runs`",
-    "CREATE TABLE `{t}_instances` (id INT UNSIGNED NOT NULL, updated_at DATETIME NOT NULL,"
-    " PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-    "ALTER TABLE `{t}` ADD FOREIGN KEY (instance_id) REFERENCES `{t}_instances` (id)"
-    " ON DELETE SET NULL",
-]
+def going_back(table: str) -> list[str]:
+    """The statements of docs/coming-from-dalga.md's "Going back to Dalga", for `table`."""
+    page = (Path(__file__).parents[1] / "docs" / "coming-from-dalga.md").read_text()
+    block = page.split("## Going back to Dalga", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    named = re.sub(r"\bdalga(?=\b|_instances|_runs)", table, block).replace(
+        "ix_dalga_", f"ix_{table}_"
+    )
+    return [statement.strip() for statement in named.split(";") if statement.strip()]
 
 
 def dalga_shape(conn, name: str) -> tuple:
@@ -340,14 +322,14 @@ def dalga_shape(conn, name: str) -> tuple:
     return sorted(map(tuple, columns)), sorted(map(tuple, indexes))
 
 
-def test_going_back_as_the_readme_says_gives_dalga_its_table_and_jobs(dalga_table, mariadb_url):
+def test_going_back_as_the_docs_say_gives_dalga_its_table_and_jobs(dalga_table, mariadb_url):
     adopted, untouched = dalga_table(DUE, PAST), dalga_table(DUE, PAST)
     store_for(settings_on(mariadb_url, adopted)).create_table()
     engine = create_engine(mariadb_url)
     columns = "id, path, body, `interval`, location, next_run, next_sched"
     with engine.begin() as conn:
-        for statement in GOING_BACK:
-            conn.execute(text(statement.format(t=adopted)))
+        for statement in going_back(adopted):
+            conn.execute(text(statement))
         assert dalga_shape(conn, adopted) == dalga_shape(conn, untouched)
         back, before = (
             conn.execute(text(f"SELECT {columns}, instance_id FROM `{t}` ORDER BY id")).all()

@@ -22,14 +22,29 @@ def fresh_python(code: str) -> str:
     return done.stdout
 
 
+def loaded_by(module: str) -> list[str]:
+    """Which of the heavy modules and the settings importing `module` loads."""
+    watched = (*HEAVY, "celery_dalga.config")
+    found = f"[m for m in {watched!r} if m in sys.modules]"
+    return json.loads(fresh_python(f"import sys, json, {module}\nprint(json.dumps({found}))"))
+
+
 @pytest.mark.parametrize(
-    "module", ["celery_dalga", "celery_dalga.values", "celery_dalga.schedules"]
+    "module",
+    [
+        "celery_dalga",
+        "celery_dalga.values",
+        "celery_dalga.schedules",
+        "celery_dalga.retry",
+        "celery_dalga.runs",
+    ],
 )
-def test_a_light_module_loads_no_database_celery_or_metrics(module):
-    loaded = fresh_python(
-        f"import sys, json, {module}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
-    assert json.loads(loaded) == []
+def test_a_light_module_loads_no_database_celery_metrics_or_settings(module):
+    assert loaded_by(module) == []
+
+
+def test_the_store_loads_its_database_library_alone():
+    assert loaded_by("celery_dalga.store") == ["sqlalchemy"]
 
 
 def test_importing_registers_nothing_to_run_at_exit():
