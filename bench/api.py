@@ -2,6 +2,7 @@
 
     python bench/api.py --requests 20000 --clients 16 --import-jobs 1000000
     python bench/api.py --quick
+    python bench/api.py --sources /tmp/before .   # before/after in one run
 
 Starts `dalga web` (waitress, 8 threads) on a fresh MariaDB table and drives PUT, GET and
 DELETE from concurrent client threads on 127.0.0.1 (the clients share the 2 cores with the
@@ -28,11 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
-from bench.common import (  # noqa: E402
-    REDIS,
-    database,
-    record,
-)
+from bench.common import REDIS, code_of, database, record, source_env  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
 
@@ -75,7 +72,7 @@ def drive(base: str, method: str, count: int, clients: int) -> dict:
     }
 
 
-def bulk_import(settings: Settings, jobs: int) -> dict:
+def bulk_import(settings: Settings, jobs: int, source: str | None = None) -> dict:
     """Write `jobs` JSON lines, then time `dalga import` loading them into an empty table."""
     source = Path(tempfile.mkdtemp(prefix="dalga-import-")) / "jobs.jsonl"
     with source.open("w") as out:
@@ -86,7 +83,7 @@ def bulk_import(settings: Settings, jobs: int) -> dict:
     done = subprocess.run(
         [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
         env=env,
-        cwd=ROOT,
+        cwd=Path(source).resolve() if source else ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -100,15 +97,8 @@ def bulk_import(settings: Settings, jobs: int) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--import-jobs", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="2,000 requests, 100k import")
-    args = parser.parse_args()
-    if args.quick:
-        args.requests, args.import_jobs = 2000, 100_000
+def run(args: argparse.Namespace, source: str | None) -> dict:
+    """The API's figures and the import's for one checkout (None: this one)."""
     settings = Settings(
         database_url=database("cdalga_bench"),
         port=free_port(),
@@ -116,13 +106,14 @@ def main() -> None:
     )
     store = store_for(settings)
     store.create_table()
-    env = dalga_env(settings, REDIS)
+    env = {**dalga_env(settings, REDIS), **source_env(source)}
     log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
-    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, ROOT, log)
+    home = Path(source).resolve() if source else ROOT  # `-m` puts the cwd first on sys.path
+    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, home, log)
     base = f"http://127.0.0.1:{settings.port}"
+    figures = {"code": code_of(source), "requests": args.requests, "clients": args.clients}
     try:
         wait_http(base + "/status", web)
-        figures = {"requests": args.requests, "clients": args.clients}
         for method in ("PUT", "GET", "DELETE"):
             print(f"  {method} x {args.requests}", file=sys.stderr)
             figures.update(drive(base, method, args.requests, args.clients))
@@ -132,11 +123,26 @@ def main() -> None:
     store.create_table()
     try:
         print(f"  dalga import of {args.import_jobs} jobs", file=sys.stderr)
-        figures.update(bulk_import(settings, args.import_jobs))
+        figures.update(bulk_import(settings, args.import_jobs, source))
         figures["import_rows_in_table"] = store.status()["total_jobs"]
     finally:
         store.drop_table()
-    record("api", figures)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--import-jobs", type=int, default=1_000_000)
+    parser.add_argument("--sources", nargs="+", default=["."], help="checkouts to run, in turn")
+    parser.add_argument("--quick", action="store_true", help="2,000 requests, 100k import")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.import_jobs = 2000, 100_000
+    for source in args.sources:
+        print(f"code {source}", file=sys.stderr)
+        record("api", run(args, None if source == "." else source))
 
 
 if __name__ == "__main__":

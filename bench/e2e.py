@@ -85,11 +85,12 @@ def run(
         BENCH_DELAY=str(delay),
         **source_env(source),
     )
+    home = Path(source).resolve() if source else ROOT  # `-m` puts the cwd first on sys.path
     procs = [start_endpoint(port, env, logs / "endpoint.log")]
     peak_rss = [0.0] * workers
     try:
         for i in range(workers):
-            procs.append(start(worker_args(pool, i, app), env, ROOT, logs / f"worker{i}.log"))
+            procs.append(start(worker_args(pool, i, app), env, home, logs / f"worker{i}.log"))
         specs = [
             parse_spec("cb", str(i), {"one-off": "true", "immediate": "true"}) for i in range(jobs)
         ]
@@ -97,7 +98,7 @@ def run(
         time.sleep(3)  # workers connect
         for at in range(0, jobs, 5000):
             store.put_many(specs[at : at + 5000])
-        procs.append(start(DALGA_BEAT, env, ROOT, logs / "beat.log"))
+        procs.append(start(DALGA_BEAT, env, home, logs / "beat.log"))
         meter = CpuMeter(
             {
                 "endpoint": [procs[0].pid],
