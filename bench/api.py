@@ -74,21 +74,21 @@ def drive(base: str, method: str, count: int, clients: int) -> dict:
 
 def bulk_import(settings: Settings, jobs: int, source: str | None = None) -> dict:
     """Write `jobs` JSON lines, then time `dalga import` loading them into an empty table."""
-    source = Path(tempfile.mkdtemp(prefix="dalga-import-")) / "jobs.jsonl"
-    with source.open("w") as out:
+    lines = Path(tempfile.mkdtemp(prefix="dalga-import-")) / "jobs.jsonl"
+    with lines.open("w") as out:
         for i in range(jobs):
             out.write(json.dumps({"path": "feeds", "body": str(i), "interval": 300}) + "\n")
-    env = dalga_env(settings, REDIS)
+    env = {**dalga_env(settings, REDIS), **source_env(source)}
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "celery_dalga.cli", "import", str(source)],
+        [sys.executable, "-m", "celery_dalga.cli", "import", str(lines)],
         env=env,
         cwd=Path(source).resolve() if source else ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
     elapsed = time.perf_counter() - started
-    source.unlink()
+    lines.unlink()
     return {
         "import_jobs": jobs,
         "import_seconds": round(elapsed, 1),
