@@ -114,6 +114,21 @@ def make_history_table(metadata: MetaData, name: str) -> Table:
     )
 
 
+def make_links_table(metadata: MetaData, name: str) -> Table:
+    """Links between jobs beyond a job's one parent_key (Kala's): `parent`, the other job is
+    one of the job's parents (a job with several parents has them all here); `on_failure`,
+    the other job runs when a run of the job fails for good. Keyed for the job's links, and
+    indexed by the other job for the wake after its runs and its deletion."""
+    return Table(
+        f"{name}_links",
+        metadata,
+        Column("job_key", Key, primary_key=True),
+        Column("link", String(16), primary_key=True),
+        Column("other_key", Key, primary_key=True),
+        Index(f"ix_{name}_links_other", "other_key", "link"),
+    )
+
+
 def if_running(jobs: Table, value: Any) -> Any:
     """`value` while a run holds the row (its token is set), else NULL."""
     return case((jobs.c.token.is_not(None), value), else_=None)
