@@ -315,27 +315,28 @@ def read_kala_job(document: Any, now: datetime) -> KalaJob:
         if parent in parents[:i]:
             raise InvalidParameter("parent_jobs", f"names {parent} twice")
     failure = _text(document, "on_failure_job")
+    schedule, epsilon = _text(document, "schedule"), _text(document, "epsilon", 64)
     kala = {
         "name": name,
         "owner": _text(document, "owner"),
-        "schedule": _text(document, "schedule"),
-        "epsilon": _text(document, "epsilon", 64),
+        "schedule": schedule,
+        "epsilon": epsilon,
         "resume_at_next_scheduled_time": _flag(document, "resume_at_next_scheduled_time"),
     }
-    if parents and kala["schedule"]:
+    if parents and schedule:
         raise InvalidParameter(
             "schedule", "a job with parent_jobs runs after its parents, not on a schedule"
         )
-    params = (
-        {"parent": f"{KALA_PATH}/{parents[0]}"} if parents else _schedule(kala["schedule"], now)
-    )
+    params = {"parent": f"{KALA_PATH}/{parents[0]}"} if parents else _schedule(schedule, now)
     disabled = _flag(document, "disabled")
     if disabled and "immediate" in params:
         raise InvalidParameter(
             "disabled",
             "a job without a schedule runs at once: give it a schedule to create it disabled",
         )
-    options = _remote(document) if job_type == REMOTE else {"command": _command(document)}
+    options: dict[str, Any] = (
+        _remote(document) if job_type == REMOTE else {"command": _command(document)}
+    )
     options[KALA_KEY] = kala
     text = json.dumps(options)
     if len(text) > MAX_OPTIONS:
@@ -345,8 +346,8 @@ def read_kala_job(document: Any, now: datetime) -> KalaJob:
         )
     params.update(kind=KIND_OF_TYPE[job_type], options=text)
     params["retries"] = str(_whole(document, "retries", 0, MAX_RETRIES))
-    if kala["epsilon"]:
-        params["epsilon"] = kala["epsilon"]
+    if epsilon:
+        params["epsilon"] = epsilon
     return KalaJob(params, parents, _id("on_failure_job", failure) if failure else None, disabled)
 
 

@@ -72,11 +72,12 @@ def create() -> Any:
         raise InvalidParameter("job", f"the request body is not JSON ({exc})") from None
     client = dalga().client
     wanted = read_kala_job(document, client.store.now())
-    for field, named in [("parent_jobs", p) for p in wanted.parents] + [
-        ("on_failure_job", wanted.on_failure)
-    ]:
-        if named and client.get(KALA_PATH, named) is None:
-            raise InvalidParameter(field, f"no Kala job {named}")
+    named = [("parent_jobs", parent) for parent in wanted.parents]
+    if wanted.on_failure:
+        named.append(("on_failure_job", wanted.on_failure))
+    for field, other in named:
+        if client.get(KALA_PATH, other) is None:
+            raise InvalidParameter(field, f"no Kala job {other}")
     new, kind = kala_id(), wanted.params["kind"]
     try:
         client.put(KALA_PATH, new, wanted.params)

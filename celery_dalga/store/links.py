@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import CompoundSelect, Select, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from celery_dalga.spec import InvalidParameter
@@ -108,7 +108,7 @@ def related(db: Database, keys: list[str]) -> dict[str, Related]:
     return result
 
 
-def children_due(db: Database, parents: list[str]) -> Select:
+def children_due(db: Database, parents: list[str]) -> CompoundSelect:
     """The ids of the jobs that a success of each of `parents` makes due: the first enabled
     child by parent_key (Kala's order: the others follow one after another, see after()),
     and every enabled child with several parents (links), at once."""
@@ -121,7 +121,7 @@ def children_due(db: Database, parents: list[str]) -> Select:
         .join(links, links.c.job_key == t.c.job_key)
         .where(links.c.other_key.in_(parents), links.c.link == PARENT, t.c.enabled)
     )
-    return chained.group_by(t.c.parent_key).union_all(linked)  # type: ignore[return-value]
+    return chained.group_by(t.c.parent_key).union_all(linked)
 
 
 def sibling_due(db: Database, parent: str, after: int) -> Select:
