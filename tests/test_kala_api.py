@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from helpers import Clock, answer, settings_on, unique_table
 
-from celery_dalga import kinds, process
+from celery_dalga import Client, kinds, process
 from celery_dalga.config import Settings
-from celery_dalga.jobs import Run
+from celery_dalga.jobs import Run, job_key
 from celery_dalga.process import store_for
 from celery_dalga.spec import JobSpec
+from celery_dalga.store.links import Related
 from webapi import create_app
 
 URL = "http://127.0.0.1:1/hook"  # base_url's host: a remote job may call it
@@ -649,3 +650,41 @@ def test_a_cross_origin_post_is_refused_and_tokens_are_asked(mariadb_url):
     finally:
         process.stop()
         api.store.drop_table()
+
+
+# -- the links on every database ---------------------------------------------------------------
+
+
+def test_links_wake_and_delete_alike_on_every_database(any_db_url):
+    """Many parents and an on-failure job, through the store (MariaDB, PostgreSQL, SQLite)."""
+    client = Client(settings_on(any_db_url, unique_table()))
+    store = client.store
+    store.create_table()
+    store.clock = Clock()
+    try:
+        for name in ("a", "b", "alarm"):
+            retries = 0 if name == "b" else None  # b's failure is final at once
+            client.schedule("p", name, interval=60, immediate=name != "alarm", retries=retries)
+        client.schedule("c", "1", parent=("p", "a"))
+        client.schedule("c", "only-a", parent=("p", "a"))
+        store.link(job_key("c", "1"), [job_key("p", "a"), job_key("p", "b")], None)
+        store.link(job_key("p", "b"), [], job_key("p", "alarm"))
+        related = store.related([job_key("c", "1"), job_key("p", "a"), job_key("p", "b")])
+        assert related[job_key("c", "1")].parents == [("p", "a"), ("p", "b")]
+        assert related[job_key("p", "a")].children == [("c", "1"), ("c", "only-a")]
+        assert related[job_key("p", "b")].on_failure == ("p", "alarm")
+        runs = store.claim(10)
+        assert sorted(r.body for r in runs) == ["a", "b"]
+        for run in runs:
+            answer(store, run, 200 if run.body == "a" else 500)
+        store.clock.advance(1)
+        assert sorted(r.body for r in store.claim(10)) == ["1", "alarm", "only-a"]
+        assert store.delete("p", "a")
+        assert store.get("c", "only-a") is None
+        assert store.get("c", "1").parent_key == job_key("p", "b")
+        assert store.delete("p", "b")
+        assert store.get("c", "1") is None
+        assert store.related([job_key("p", "alarm")])[job_key("p", "alarm")] == Related()
+    finally:
+        process.stop()
+        store.drop_table()
