@@ -65,7 +65,9 @@ def related(db: Database, keys: list[str]) -> dict[str, Related]:
     if not keys:
         return result
     with db.engine.connect() as conn:
-        own = dict(conn.execute(select(t.c.job_key, t.c.parent_key).where(t.c.job_key.in_(keys))))
+        own = dict(
+            conn.execute(select(t.c.job_key, t.c.parent_key).where(t.c.job_key.in_(keys))).all()
+        )
         children = conn.execute(
             select(t.c.parent_key, t.c.job_key).where(t.c.parent_key.in_(keys)).order_by(t.c.id)
         ).all()
