@@ -1,5 +1,5 @@
-"""The tables (jobs, instances, history): their definitions, and creating, upgrading in place,
-checking and dropping them."""
+"""The tables (jobs, instances, history, links): their definitions, and creating, upgrading in
+place, checking and dropping them."""
 
 from __future__ import annotations
 
