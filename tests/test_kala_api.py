@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from helpers import Clock, answer, settings_on, unique_table
+from sqlalchemy import func, select
 
 from celery_dalga import Client, kinds, process
 from celery_dalga.config import Settings
@@ -688,3 +689,14 @@ def test_links_wake_and_delete_alike_on_every_database(any_db_url):
     finally:
         process.stop()
         store.drop_table()
+
+
+def test_dalgas_delete_all_forgets_the_links_too(api):
+    a = create(api, remote(schedule=f"R/{START}/PT10S"))
+    b = create(api, remote(schedule=f"R/{START}/PT10S", on_failure_job=a))
+    create(api, remote(parent_jobs=[a, b]))
+    with api.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(api.store.links)).scalar() == 3
+    assert api.delete("/jobs?confirm=all").get_json() == {"deleted": 3}
+    with api.store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(api.store.links)).scalar() == 0
