@@ -138,11 +138,11 @@ class Client:
         self._check_key(path, body)
         return self._found(self.store.set_enabled(path, body, enabled=False))
 
-    def resume(self, path: str, body: str) -> Job:
+    def resume(self, path: str, body: str, skip_missed: bool = False) -> Job:
         """Run the job again: at once if its scheduled instant passed meanwhile (unless
-        intervals are fixed), else at that instant."""
+        intervals are fixed, or skip_missed: then at its next slot), else at that instant."""
         self._check_key(path, body)
-        return self._found(self.store.set_enabled(path, body, enabled=True))
+        return self._found(self.store.set_enabled(path, body, True, skip_missed))
 
     def list(
         self,

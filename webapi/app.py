@@ -1,6 +1,6 @@
 """create_app: the Flask app wired from the settings (the Client, this process's instance,
-the Guard and the table's gauges in app.extensions["dalga"]), the API and UI blueprints,
-and the error answers."""
+the Guard and the table's gauges in app.extensions["dalga"]), the API, Kala's API and UI
+blueprints, and the error answers."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from webapi.api import AnyPath, api
 from webapi.auth import Guard
 from webapi.context import Dalga
 from webapi.errors import json_error, short
+from webapi.kala import kala
 from webapi.ui import ui
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_app(
     app.extensions["dalga"] = Dalga(client, instance, guard, gauges)
     app.before_request(one_value_each)
     app.register_blueprint(api)
+    app.register_blueprint(kala, url_prefix="/api/v1")
     app.register_blueprint(ui)
     app.register_error_handler(InvalidParameter, invalid)
     app.register_error_handler(JobNotFound, not_found)

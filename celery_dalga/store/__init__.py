@@ -7,6 +7,7 @@
 - rows: between rows and Job/JobSpec
 - scheduling: scheduling jobs (one, a batch) and their parents' checks
 - jobs: a job's other operations (get, list, trigger, pause, delete)
+- links: links between jobs beyond parent_key (many parents, on-failure jobs)
 - runs: the run protocol's statements (claim, fence, settle)
 - history: each job's last attempts
 - instances: the processes' heartbeats
@@ -17,7 +18,7 @@ Store gathers them: each of its methods is one of those modules' functions.
 
 from __future__ import annotations
 
-from celery_dalga.store import history, instances, jobs, runs, scheduling, status
+from celery_dalga.store import history, instances, jobs, links, runs, scheduling, status
 from celery_dalga.store.database import Database
 from celery_dalga.store.engine import is_transient, make_engine, private_sqlite_file
 from celery_dalga.store.scheduling import JobExists, JobRefused
@@ -58,6 +59,9 @@ class Store(Database):
     set_enabled = jobs.set_enabled
     delete = jobs.delete
     delete_all = jobs.delete_all
+    delete_path = jobs.delete_path
+    link = links.link
+    related = links.related
 
     claim = runs.claim
     seconds_until_due = runs.seconds_until_due

@@ -13,13 +13,18 @@ from sqlalchemy.engine import Connection, Engine
 from celery_dalga.runs import Policy
 from celery_dalga.store import dialects
 from celery_dalga.store.engine import rerun_transient
-from celery_dalga.store.schema import make_history_table, make_instances_table, make_table
+from celery_dalga.store.schema import (
+    make_history_table,
+    make_instances_table,
+    make_links_table,
+    make_table,
+)
 
 CLOCK_SAMPLE_SECONDS = 5.0
 
 
 class Database:
-    """The jobs table `table` (with its instances and history tables) on `engine`."""
+    """The jobs table `table` (with its instances, history and links tables) on `engine`."""
 
     def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
         self.engine = engine
@@ -27,6 +32,7 @@ class Database:
         self.table = make_table(metadata, table)
         self.instances = make_instances_table(metadata, table)
         self.history = make_history_table(metadata, table)
+        self.links = make_links_table(metadata, table)
         self.policy = policy or Policy()
         self.clock: Callable[[], datetime] | None = None  # tests set their own
         self._clock_sample: tuple[datetime, float] | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from celery_dalga import runs as protocol
 from celery_dalga.jobs import Job, job_key, naive
+from celery_dalga.store import links
 from celery_dalga.store.database import Database
 from celery_dalga.store.engine import rerun_transient
 from celery_dalga.store.rows import job_of, stored
@@ -85,36 +87,74 @@ def trigger(db: Database, path: str, body: str) -> Job | None:
 
 
 @rerun_transient
-def set_enabled(db: Database, path: str, body: str, enabled: bool) -> Job | None:
-    """Pause or resume (runs.on_enabled decides what that changes)."""
+def set_enabled(
+    db: Database, path: str, body: str, enabled: bool, skip_missed: bool = False
+) -> Job | None:
+    """Pause or resume (runs.on_enabled decides what that changes); with skip_missed a
+    resumed job waits for its next slot, as with fixed_intervals (Kala's
+    resume_at_next_scheduled_time)."""
     t, key = db.table, job_key(path, body)
+    policy = replace(db.policy, fixed_intervals=True) if skip_missed else db.policy
     with db.engine.begin() as conn:
         job = read(conn, t, key, lock=True)
         if job is None:
             return None
-        values = stored(protocol.on_enabled(job, enabled, db.now(conn), db.policy))
+        values = stored(protocol.on_enabled(job, enabled, db.now(conn), policy))
         conn.execute(update(t).where(t.c.id == job.id).values(values))
         return read(conn, t, key)
 
 
 @rerun_transient
 def delete(db: Database, path: str, body: str) -> bool:
-    """Cancel the job, and its dependent jobs with theirs (Kala: a child without its parent
-    goes too); an in-flight run finds its token gone and stops."""
-    t = db.table
+    """Cancel the job, and the dependent jobs it leaves without a parent, with theirs (Kala:
+    a child goes with its last parent); an in-flight run finds its token gone and stops."""
+    key = job_key(path, body)
     with db.engine.begin() as conn:
-        keys = {job_key(path, body)}
-        if not conn.execute(select(t.c.id).where(t.c.job_key.in_(keys))).first():
+        if not conn.execute(select(db.table.c.id).where(db.table.c.job_key == key)).first():
             return False
-        frontier = keys
-        while frontier:  # each job once: a loop in the table (written by hand) ends too
-            children = conn.execute(
-                select(t.c.job_key).where(t.c.parent_key.in_(sorted(frontier)))
-            ).scalars()
-            frontier = set(children) - keys
-            keys |= frontier
-        conn.execute(delete_rows(t).where(t.c.job_key.in_(sorted(keys))))
+        _delete_with_orphans(conn, db, {key})
     return True
+
+
+@rerun_transient
+def delete_path(db: Database, path: str, chunk: int = 1000) -> int:
+    """Delete every job with this path (Kala's delete-all: its jobs), `chunk` a transaction,
+    with the dependent jobs they leave without a parent; returns how many had the path."""
+    t = db.table
+    deleted = 0
+    while True:
+        with db.engine.begin() as conn:
+            keys = set(
+                conn.execute(select(t.c.job_key).where(t.c.path == path).limit(chunk)).scalars()
+            )
+            if not keys:
+                return deleted
+            _delete_with_orphans(conn, db, keys)
+        deleted += len(keys)
+
+
+def _delete_with_orphans(conn: Connection, db: Database, keys: set[str]) -> None:
+    """Delete the jobs `keys`, then each dependent job whose parents are all deleted, and so
+    on down; a child that keeps a parent loses the deleted ones (its parent_key moves to one
+    it keeps). Each job is looked at once per parent deleted: a loop written by hand ends."""
+    t = db.table
+    gone, frontier, kept = set(keys), set(keys), set()
+    while frontier:
+        children = links.children_of(conn, db, frontier) - gone
+        parents = links.parents_of(conn, db, children) if children else {}
+        frontier = {child for child in children if not parents[child] - gone}
+        kept |= children - frontier
+        gone |= frontier
+    kept -= gone
+    for child, left in (links.parents_of(conn, db, kept) if kept else {}).items():
+        moved = min(left - gone)
+        conn.execute(
+            update(t)
+            .where(t.c.job_key == child, t.c.parent_key.in_(sorted(gone)))
+            .values(parent_key=moved)
+        )
+    links.forget(conn, db, gone)
+    conn.execute(delete_rows(t).where(t.c.job_key.in_(sorted(gone))))
 
 
 def delete_all(db: Database, chunk: int = 10_000) -> int:
@@ -123,6 +163,8 @@ def delete_all(db: Database, chunk: int = 10_000) -> int:
     deleted = 0
     while gone := _delete_some(db, chunk):
         deleted += gone
+    with db.engine.begin() as conn:
+        conn.execute(delete_rows(db.links))
     return deleted
 
 

@@ -18,13 +18,14 @@ from sqlalchemy.engine import Connection
 from celery_dalga import runs as protocol
 from celery_dalga.jobs import Run, aware, naive
 from celery_dalga.runs import Attempt, Change, Outcome
-from celery_dalga.store import dialects, history
+from celery_dalga.store import dialects, history, links
 from celery_dalga.store.database import Database
 from celery_dalga.store.engine import rerun_transient
 from celery_dalga.store.rows import job_of, stored
 from celery_dalga.store.schema import if_running
 
 log = logging.getLogger(__name__)
+FAILED_FOR_GOOD = {Outcome.ABANDONED, Outcome.GAVE_UP}  # what runs a job's on-failure job
 
 
 @rerun_transient
@@ -143,7 +144,7 @@ def settle(db: Database, attempts: list[Attempt], instance_id: int | None = None
                 for a, c, at in settled
             ]
             history.write(conn, db.history, records)
-        _wake(db, conn, [c for _, c, _ in settled], now)
+        _wake(db, conn, [(jobs[a.run.job_id].key, c) for a, c, _ in settled], now)
     return [c.outcome for c in changes]
 
 
@@ -163,26 +164,24 @@ def _apply(db: Database, conn: Connection, changes: list[tuple[int, Change]]) ->
         dialects.update_rows(conn, t, list(columns), rows)
 
 
-def _wake(db: Database, conn: Connection, changes: list[Change], now: datetime) -> None:
-    """Make due the dependent jobs the changes name: each parent's first enabled child,
-    and the enabled sibling after each dependent run that ended (one SELECT when none).
-    One attempted less than min_interval ago is due min_interval from now: a loop of
-    parents left in the table by an older version cannot run hot."""
+def _wake(db: Database, conn: Connection, settled: list[tuple[str, Change]], now: datetime) -> None:
+    """Make due the dependent jobs the changes name (settled: each job's key and change):
+    each parent's first enabled child and its enabled children with several parents, the
+    enabled sibling after each dependent run that ended, and the on-failure job of each run
+    that failed for good (store.links; one SELECT when none). One attempted less than
+    min_interval ago is due min_interval from now: a loop of parents cannot run hot."""
     t = db.table
-    parents = [c.children_of for c in changes if c.children_of]
+    parents = [c.children_of for _, c in settled if c.children_of]
     woken: list[int] = []
     if parents:
-        woken += conn.execute(
-            select(func.min(t.c.id))
-            .where(t.c.parent_key.in_(parents), t.c.enabled)
-            .group_by(t.c.parent_key)
-        ).scalars()
-    for parent, after in (c.sibling_after for c in changes if c.sibling_after):
-        found = conn.execute(
-            select(func.min(t.c.id)).where(t.c.parent_key == parent, t.c.id > after, t.c.enabled)
-        ).scalar()
+        woken += conn.execute(links.children_due(db, parents)).scalars()
+    for parent, after in (c.sibling_after for _, c in settled if c.sibling_after):
+        found = conn.execute(links.sibling_due(db, parent, after)).scalar()
         if found is not None:
             woken.append(found)
+    failed = [key for key, c in settled if c.outcome in FAILED_FOR_GOOD]
+    if failed:
+        woken += links.on_failure_due(conn, db, failed)
     if not woken:
         return
     spacing = timedelta(seconds=db.policy.min_interval)

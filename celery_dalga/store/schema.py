@@ -1,5 +1,5 @@
-"""The tables (jobs, instances, history): their definitions, and creating, upgrading in place,
-checking and dropping them."""
+"""The tables (jobs, instances, history, links): their definitions, and creating, upgrading in
+place, checking and dropping them."""
 
 from __future__ import annotations
 
@@ -111,6 +111,21 @@ def make_history_table(metadata: MetaData, name: str) -> Table:
         Column("duration", Float, nullable=False),
         Column("instance_id", BigInteger),
         Column("outcome", String(16), nullable=False),
+    )
+
+
+def make_links_table(metadata: MetaData, name: str) -> Table:
+    """Links between jobs beyond a job's one parent_key (Kala's): `parent`, the other job is
+    one of the job's parents (a job with several parents has them all here); `on_failure`,
+    the other job runs when a run of the job fails for good. Keyed for the job's links, and
+    indexed by the other job for the wake after its runs and its deletion."""
+    return Table(
+        f"{name}_links",
+        metadata,
+        Column("job_key", Key, primary_key=True),
+        Column("link", String(16), primary_key=True),
+        Column("other_key", Key, primary_key=True),
+        Index(f"ix_{name}_links_other", "other_key", "link"),
     )
 
 
