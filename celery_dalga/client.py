@@ -20,12 +20,13 @@ from typing import Any
 from celery_dalga import kinds
 from celery_dalga.config import Settings, load_settings, settings_for
 from celery_dalga.jobs import Job
+from celery_dalga.kala import kala_job_stats
 from celery_dalga.process import store_for
 from celery_dalga.schedules import Schedule, ScheduleError
 from celery_dalga.spec import InvalidParameter, JobSpec, check_key, parse_spec
 from celery_dalga.store import JobExists, Store
 from celery_dalga.values import shown
-from celery_dalga.wire import SORTS, Cursor, kala_job_stats
+from celery_dalga.wire import SORTS, Cursor
 
 __all__ = ["Client", "JobExists", "JobNotFound", "Page"]
 

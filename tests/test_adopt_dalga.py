@@ -295,7 +295,7 @@ def going_back(table: str) -> list[str]:
     """The statements of docs/coming-from-dalga.md's "Going back to Dalga", for `table`."""
     page = (Path(__file__).parents[1] / "docs" / "coming-from-dalga.md").read_text()
     block = page.split("## Going back to Dalga", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
-    named = re.sub(r"\bdalga(?=\b|_instances|_runs)", table, block).replace(
+    named = re.sub(r"\bdalga(?=\b|_instances|_runs|_links)", table, block).replace(
         "ix_dalga_", f"ix_{table}_"
     )
     return [statement.strip() for statement in named.split(";") if statement.strip()]

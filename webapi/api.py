@@ -17,9 +17,10 @@ from werkzeug.routing import PathConverter
 
 from celery_dalga import metrics
 from celery_dalga.client import Client, JobExists
+from celery_dalga.kala import kala_stats
 from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
 from celery_dalga.values import parse_bool, shown
-from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json, kala_stats
+from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json
 from webapi.context import dalga
 from webapi.errors import json_error
 from webapi.openapi import openapi_spec

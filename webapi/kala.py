@@ -14,8 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from celery_dalga.client import JobNotFound
 from celery_dalga.jobs import Job, job_key
-from celery_dalga.spec import InvalidParameter
-from celery_dalga.wire import (
+from celery_dalga.kala import (
     KALA_ID,
     KALA_KEY,
     KALA_PATH,
@@ -26,6 +25,7 @@ from celery_dalga.wire import (
     kala_run_stats,
     read_kala_job,
 )
+from celery_dalga.spec import InvalidParameter
 from webapi.context import dalga
 from webapi.errors import json_error
 
