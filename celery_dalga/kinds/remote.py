@@ -21,7 +21,7 @@ from celery_dalga.spec import InvalidParameter, JobSpec
 from celery_dalga.values import shown
 
 OPTIONS = ("url", "method", "body", "headers", "timeout", "expected_response_codes")
-METHOD = re.compile(r"^[A-Z]{1,16}$")
+METHOD = re.compile(r"^[A-Za-z]{1,16}$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # RFC 9110's token
 HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]{0,2048}$")  # printable ASCII: no CR, LF, NUL...
 URL = re.compile(r"^[!-~]{1,2048}$")  # printable ASCII: no spaces, no control characters
@@ -31,28 +31,44 @@ MAX_CODES = 64
 SHOWN_ANSWER = 200  # bytes of a failed answer's body that its error shows
 
 
+def request_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options with Kala's defaults where one is absent, null or empty (Kala's client
+    sends every field): method GET, body "", no headers, timeout 0 (callback_timeout),
+    expected_response_codes [200]."""
+    given = {name: value for name, value in options.items() if value is not None}
+    return {
+        "url": given.get("url"),
+        "method": given.get("method") or "GET",
+        "body": given.get("body", ""),
+        "headers": given.get("headers", {}),
+        "timeout": given.get("timeout", 0),
+        "expected_response_codes": given.get("expected_response_codes") or [200],
+    }
+
+
 def validate_options(options: dict[str, Any], settings: Settings) -> None:
     """InvalidParameter("options", why) unless the options describe a request a remote job
     may make (see OPTIONS), to an allowed host, within callback_timeout."""
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise _bad(f"unknown option {shown(unknown[0])} (known: {', '.join(OPTIONS)})")
-    url = options.get("url")
+    options = request_options(options)
+    url = options["url"]
     if not isinstance(url, str) or not url:
         raise _bad("the remote kind needs a url")
     why = refusal(url, settings)
     if why:
         raise _bad(why)
-    method = options.get("method", "GET")
-    if not isinstance(method, str) or not METHOD.match(method.upper()):
+    method = options["method"]
+    if not isinstance(method, str) or not METHOD.match(method):
         raise _bad(f"method {shown(method)} is not an HTTP method")
-    body = options.get("body", "")
+    body = options["body"]
     if not isinstance(body, str) or "\x00" in body:
         raise _bad("body must be text without NUL characters")
     if len(body.encode()) > settings.max_body:
         raise _bad(f"body is longer than {settings.max_body} bytes (max_body)")
-    _check_headers(options.get("headers", {}))
-    timeout = options.get("timeout", 0)
+    _check_headers(options["headers"])
+    timeout = options["timeout"]
     if (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
@@ -62,14 +78,14 @@ def validate_options(options: dict[str, Any], settings: Settings) -> None:
             f"timeout {shown(timeout)} is not seconds between 0 (the callback_timeout) and "
             f"callback_timeout ({settings.callback_timeout:g})"
         )
-    codes = options.get("expected_response_codes", [200])
+    codes = options["expected_response_codes"]
     if (
         not isinstance(codes, list)
-        or not 0 < len(codes) <= MAX_CODES
+        or len(codes) > MAX_CODES
         or not all(type(code) is int and 100 <= code <= 599 for code in codes)
     ):
         raise _bad(
-            f"expected_response_codes must be a list of 1 to {MAX_CODES} HTTP statuses "
+            f"expected_response_codes must be a list of at most {MAX_CODES} HTTP statuses "
             "(whole numbers from 100 to 599)"
         )
 
@@ -151,11 +167,11 @@ def _base_entry(base_url: str) -> str:
 
 
 def request(settings: Settings, run: Run, options: dict[str, Any], instance_id: int) -> http.Post:
-    """A run's request, as its (checked) options describe it, with Kala's Content-Type when
-    the job sets none (application/json), and Dalga's Dalga-Sched, Dalga-Instance and
-    Idempotency-Key unless it sets them."""
+    """A run's request, as its checked options (request_options) describe it, with Kala's
+    Content-Type when the job sets none (application/json), and Dalga's Dalga-Sched,
+    Dalga-Instance and Idempotency-Key unless it sets them."""
     url = options["url"]
-    headers = options.get("headers", {})
+    headers = options["headers"]
     lines = [
         f"{name}: {value}" if value else f"{name};"  # libcurl's way to send an empty value
         for name, values in headers.items()
@@ -174,10 +190,10 @@ def request(settings: Settings, run: Run, options: dict[str, Any], instance_id: 
     return http.Post(
         url,
         http.destination(url),
-        options.get("body", "").encode(),
+        options["body"].encode(),
         tuple(lines),
-        method=options.get("method", "GET").upper(),
-        timeout=options.get("timeout", 0) or settings.callback_timeout,
+        method=options["method"].upper(),
+        timeout=options["timeout"] or settings.callback_timeout,
         keep=SHOWN_ANSWER,
     )
 
@@ -216,20 +232,19 @@ class Remote(Kind):
         """Make the runs' requests concurrently; one not started by `start_by` is not sent. A
         run whose options no longer pass (a setting changed since its PUT) is not called."""
         client = http.client(settings.callback_concurrency, settings.callback_initial_limit)
-        posts, refused = [], {}
-        options = [own_options(run.options) for run in runs]
-        for i, (run, asked) in enumerate(zip(runs, options, strict=True)):
+        posts, refused, expected = [], {}, {}
+        for i, run in enumerate(runs):
             try:
-                validate_options(asked, settings)
+                validate_options(own_options(run.options), settings)
             except InvalidParameter as exc:
                 refused[i] = Result.refused(str(exc).partition(": ")[2])
                 continue
-            posts.append(request(settings, run, asked, instance_id))
+            options = request_options(own_options(run.options))
+            expected[i] = options["expected_response_codes"]
+            posts.append(request(settings, run, options, instance_id))
         answers = iter(client.post_all(posts, settings.callback_timeout, start_by))
         return [
-            refused[i]
-            if i in refused
-            else result(next(answers), options[i].get("expected_response_codes", [200]))
+            refused[i] if i in refused else result(next(answers), expected[i])
             for i in range(len(runs))
         ]
 
