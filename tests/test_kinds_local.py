@@ -5,7 +5,6 @@ exit status the outcome and the start of its output in history."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import time
@@ -15,6 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from helpers import api_client, settings_on
+from waiting import wait_until
 
 from celery_dalga import kinds
 from celery_dalga.client import Client
@@ -142,8 +142,16 @@ def test_a_command_past_the_timeout_is_killed_with_what_it_started(local, tmp_pa
     assert time.monotonic() - started < 4
     assert store.get("local", "slow").last_error == "killed after 2 s: started"
     for pid in map(int, pids.read_text().split()):
-        with pytest.raises(ProcessLookupError):
-            os.kill(pid, 0)
+        wait_until(lambda pid=pid: gone(pid), 5, f"process {pid} to end")
+
+
+def gone(pid: int) -> bool:
+    """Whether the process has ended (a zombie waiting to be reaped has)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def test_a_missing_program_fails(local):

@@ -21,10 +21,10 @@ from celery_dalga.spec import InvalidParameter, JobSpec
 from celery_dalga.values import shown
 
 OPTIONS = ("url", "method", "body", "headers", "timeout", "expected_response_codes")
-METHOD = re.compile(r"^[A-Za-z]{1,16}$")
-HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")  # RFC 9110's token
-HEADER_VALUE = re.compile(r"^[\t\x20-\x7e]{0,2048}$")  # printable ASCII: no CR, LF, NUL...
-URL = re.compile(r"^[!-~]{1,2048}$")  # printable ASCII: no spaces, no control characters
+METHOD = re.compile(r"[A-Za-z]{1,16}")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")  # RFC 9110's token
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,2048}")  # printable ASCII: no CR, LF, NUL...
+URL = re.compile(r"[!-~]{1,2048}")  # printable ASCII: no spaces, no control characters
 FRAMING = {"host", "content-length", "transfer-encoding", "connection", "expect", "te"}
 MAX_HEADERS = 64  # header lines a job may add
 MAX_CODES = 64
@@ -49,9 +49,9 @@ def request_options(options: dict[str, Any]) -> dict[str, Any]:
 def validate_options(options: dict[str, Any], settings: Settings) -> None:
     """InvalidParameter("options", why) unless the options describe a request a remote job
     may make (see OPTIONS), to an allowed host, within callback_timeout."""
-    unknown = sorted(set(options) - set(OPTIONS))
+    unknown = sorted(map(str, set(options) - set(OPTIONS)))
     if unknown:
-        raise _bad(f"unknown option {shown(unknown[0])} (known: {', '.join(OPTIONS)})")
+        raise _bad(f"unknown option {_quoted(unknown[0])} (known: {', '.join(OPTIONS)})")
     options = request_options(options)
     url = options["url"]
     if not isinstance(url, str) or not url:
@@ -60,8 +60,8 @@ def validate_options(options: dict[str, Any], settings: Settings) -> None:
     if why:
         raise _bad(why)
     method = options["method"]
-    if not isinstance(method, str) or not METHOD.match(method):
-        raise _bad(f"method {shown(method)} is not an HTTP method")
+    if not isinstance(method, str) or not METHOD.fullmatch(method):
+        raise _bad(f"method {_quoted(method)} is not an HTTP method")
     body = options["body"]
     if not isinstance(body, str) or "\x00" in body:
         raise _bad("body must be text without NUL characters")
@@ -75,7 +75,7 @@ def validate_options(options: dict[str, Any], settings: Settings) -> None:
         or not 0 <= timeout <= settings.callback_timeout
     ):
         raise _bad(
-            f"timeout {shown(timeout)} is not seconds between 0 (the callback_timeout) and "
+            f"timeout {_quoted(timeout)} is not seconds between 0 (the callback_timeout) and "
             f"callback_timeout ({settings.callback_timeout:g})"
         )
     codes = options["expected_response_codes"]
@@ -96,14 +96,14 @@ def _check_headers(headers: Any) -> None:
         raise _bad('headers must be an object of string lists: {"Name": ["value"]}')
     lines = 0
     for name, values in headers.items():
-        if not HEADER_NAME.match(name):
-            raise _bad(f"header name {shown(name)} is not a token (RFC 9110)")
+        if not isinstance(name, str) or not HEADER_NAME.fullmatch(name):
+            raise _bad(f"header name {_quoted(name)} is not a token (RFC 9110)")
         if name.lower() in FRAMING:
             raise _bad(f"header {shown(name)} is the HTTP client's to set")
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise _bad(f"header {shown(name)} must have a list of strings")
         for value in values:
-            if not HEADER_VALUE.match(value):
+            if not HEADER_VALUE.fullmatch(value):
                 raise _bad(
                     f"a value of header {shown(name)} is not printable ASCII (no CR, LF...) of "
                     "at most 2048 characters"
@@ -113,6 +113,15 @@ def _check_headers(headers: Any) -> None:
         raise _bad(f"more than {MAX_HEADERS} header values")
 
 
+def _quoted(value: Any) -> str:
+    """A bad value as an error quotes it: a text cut short, a number, or its type."""
+    if isinstance(value, str):
+        return shown(value)
+    if isinstance(value, float) or (isinstance(value, int) and abs(value) < 10**20):
+        return repr(value)
+    return f"(a {type(value).__name__})"
+
+
 def _bad(why: str) -> InvalidParameter:
     return InvalidParameter("options", why)
 
@@ -120,7 +129,7 @@ def _bad(why: str) -> InvalidParameter:
 def refusal(url: str, settings: Settings) -> str:
     """Why a remote job may not call `url` ("" when it may): it must be an absolute http or
     https URL of printable ASCII, to a host in allowed_remote_hosts."""
-    if not URL.match(url):
+    if not URL.fullmatch(url):
         return f"url {shown(url)} is not an absolute http(s) URL of at most 2048 printable ASCII"
     parts = urlsplit(url)
     try:
