@@ -24,8 +24,8 @@ AT = NOW + timedelta(minutes=5)
 
 def returned(asks=None, **attempt) -> Attempt:
     """A task's return (delivered) of the job's scheduled run."""
-    values = {"ok": True, "asks": asks, **attempt}
-    return Attempt(job().run(NOW, TOKEN), None, "returned", 0.1, **values)
+    values = {"status": None, "error": "returned", "duration": 0.1, "ok": True, "asks": asks}
+    return Attempt(job().run(NOW, TOKEN), **{**values, **attempt})
 
 
 # -- the values ------------------------------------------------------------------------------

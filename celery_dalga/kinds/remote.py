@@ -157,7 +157,8 @@ def host_allowed(listing: str, base_url: str, host: str, port: int) -> bool:
 
 @lru_cache(maxsize=16)
 def _entries(listing: str) -> frozenset[tuple[str, int | None]]:
-    entries = set()
+    """allowed_remote_hosts' entries as (host, port), port None for any."""
+    entries: set[tuple[str, int | None]] = set()
     for part in filter(None, (p.strip() for p in listing.split(","))):
         if part == "*":
             entries.add(("*", None))
