@@ -18,13 +18,24 @@ _HOMES = {
     "JobNotFound": "celery_dalga.client",
     "Scheduler": "celery_dalga.scheduler",
     "InvalidParameter": "celery_dalga.spec",
+    "Reschedule": "celery_dalga.quartz",
+    "Remove": "celery_dalga.quartz",
 }
 
-__all__ = ["Client", "InvalidParameter", "JobNotFound", "Scheduler", "__version__"]
+__all__ = [
+    "Client",
+    "InvalidParameter",
+    "JobNotFound",
+    "Remove",
+    "Reschedule",
+    "Scheduler",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
-    """Client, JobNotFound, Scheduler and InvalidParameter, from their modules."""
+    """Client, JobNotFound, Scheduler, InvalidParameter, Reschedule and Remove, from their
+    modules."""
     if name not in _HOMES:
         raise AttributeError(f"module 'celery_dalga' has no attribute {name!r}")
     return getattr(import_module(_HOMES[name]), name)

@@ -76,6 +76,8 @@ class Settings:
     session_secret: str = ""  # signs the UI's session cookie (random per process when empty)
     allowed_tasks: str = ""  # Celery tasks a task= job may call (comma-separated; empty: none)
     allowed_exchanges: str = ""  # AMQP exchanges an exchange= job may use (empty: none)
+    allowed_remote_hosts: str = ""  # hosts a remote job may call (empty: base_url's only)
+    local_jobs: bool = False  # whether local jobs (commands run by the worker) are allowed
 
     def __post_init__(self) -> None:
         if self.lease <= self.callback_timeout + 2:

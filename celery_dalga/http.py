@@ -19,6 +19,7 @@ import os
 import selectors
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -47,12 +48,23 @@ ROOM_POLL = 0.01  # seconds between looks for room that another thread may have 
 @dataclass(frozen=True)
 class Post:
     """One request: the URL, its destination (scheme://host:port, whose limit it counts
-    in), the body and the header lines ("Name: value")."""
+    in), the body and the header lines ("Name: value"); a POST unless `method` says
+    otherwise, within the batch's timeout unless `timeout` (seconds) is set, and keeping up
+    to `keep` bytes of the answer's body (Answer.body)."""
 
     url: str
     destination: str
     body: bytes
     headers: tuple[str, ...]
+    method: str = "POST"
+    timeout: float = 0.0
+    keep: int = 0
+
+    @property
+    def plain(self) -> bool:
+        """A POST that keeps no answer: the callback's request, set up with the fewest
+        options."""
+        return self.method == "POST" and not self.keep
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,8 @@ class Answer:
     """The outcome of a Post: the status (None when no answer came), an error text, the seconds
     it took and when it ended (time.monotonic()). `sent` is False when the request never
     went out (no connection, or held back), so it cannot have reached the endpoint; `wait` is
-    how long the destination asked for (Retry-After) or has been unreachable, in seconds."""
+    how long the destination asked for (Retry-After) or has been unreachable, in seconds;
+    `body`, the start of the answer's body that the Post asked to keep."""
 
     status: int | None
     error: str
@@ -68,6 +81,7 @@ class Answer:
     ended: float
     sent: bool = True
     wait: float = 0.0
+    body: bytes = b""
 
 
 @lru_cache(maxsize=1024)
@@ -154,8 +168,12 @@ class Client:
         handle = self.idle.pop() if self.idle else self._new_handle()
         handle.index, handle.limit, handle.started = index, limit, time.monotonic()
         handle.setopt(pycurl.URL, post.url)
-        handle.setopt(pycurl.POSTFIELDS, post.body)
+        if post.plain and not handle.custom:
+            handle.setopt(pycurl.POSTFIELDS, post.body)
+        else:
+            _set_method(handle, post)
         handle.setopt(pycurl.HTTPHEADER, [*post.headers, "Expect:"])
+        timeout = post.timeout or timeout
         handle.setopt(pycurl.TIMEOUT_MS, int(timeout * 1000))
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(timeout * CONNECT_SHARE * 1000))
         self.multi.add_handle(handle)
@@ -163,6 +181,7 @@ class Client:
 
     def _new_handle(self) -> pycurl.Curl:
         handle = pycurl.Curl()
+        handle.custom, handle.kept = False, None  # set up for a plain POST; no answer kept
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.USERAGENT, USER_AGENT)
         handle.setopt(pycurl.CAINFO, ca_bundle())
@@ -198,7 +217,10 @@ class Client:
                 wait = float(max(0, handle.getinfo(pycurl.RETRY_AFTER))) if congested else 0.0
                 if wait:
                     handle.limit.close(wait)
-                answers[handle.index] = Answer(status, f"HTTP {status}", seconds, ended, True, wait)
+                kept = bytes(handle.kept) if handle.kept else b""
+                answers[handle.index] = Answer(
+                    status, f"HTTP {status}", seconds, ended, True, wait, kept
+                )
                 self._release(handle)
             for handle, code, message in failed:
                 sent = handle.getinfo(pycurl.REQUEST_SIZE) > 0
@@ -238,6 +260,35 @@ class Client:
 
 def _discard(data: bytes) -> None:
     """Response bodies are not read."""
+
+
+def _set_method(handle: pycurl.Curl, post: Post) -> None:
+    """Set a handle up for a Post's method, body and kept answer (or back for a plain POST).
+    The body goes with every method but HEAD, as Go's http.Client sends it; GET, DELETE...
+    without one send none."""
+    handle.custom = not post.plain
+    handle.setopt(pycurl.HTTPGET, 1)  # a clean start: GET, no body, not HEAD
+    sends_body = post.method != "HEAD" and (post.body or post.method in ("POST", "PUT", "PATCH"))
+    if post.method == "HEAD":
+        handle.setopt(pycurl.NOBODY, 1)
+    elif sends_body:
+        handle.setopt(pycurl.POSTFIELDS, post.body)  # makes it a POST
+    if post.method in ("POST", "HEAD") or (post.method == "GET" and not sends_body):
+        handle.unsetopt(pycurl.CUSTOMREQUEST)
+    else:
+        handle.setopt(pycurl.CUSTOMREQUEST, post.method)
+    handle.kept = bytearray() if post.keep else None
+    handle.setopt(pycurl.WRITEFUNCTION, _keeper(handle.kept, post.keep) if post.keep else _discard)
+
+
+def _keeper(kept: bytearray, room: int) -> Callable[[bytes], None]:
+    """A write callback that keeps the first `room` bytes of an answer's body in `kept`."""
+
+    def keep(data: bytes) -> None:
+        if len(kept) < room:
+            kept.extend(data[: room - len(kept)])
+
+    return keep
 
 
 def client(cap: int, initial: int) -> Client:

@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from celery_dalga import schedules
-from celery_dalga.jobs import Job, Run
+from celery_dalga.jobs import Job, Run, job_key
+from celery_dalga.quartz import Remove, Reschedule
 from celery_dalga.retry import RetryPolicy
 
 RETRY_WAIT = "retry-wait"  # the token of a row waiting out a retry delay: no message carries it
@@ -57,7 +58,9 @@ class Attempt:
     answer came (time.monotonic()), None for "just now". `sent` is False when the call never
     went out (no connection, or held back by the destination's limit); `wait` the seconds the
     destination asked for (Retry-After) or has been unreachable. `ok` says whether the run
-    was delivered, for kinds without HTTP statuses; None: as the status says (200 or 204)."""
+    was delivered, for kinds without HTTP statuses; None: as the status says (200 or 204).
+    `asks` is what a delivered run asks of its job (celery_dalga.quartz: Remove, Reschedule);
+    with `ok` None a 204 asks for Remove."""
 
     run: Run
     status: int | None
@@ -67,10 +70,16 @@ class Attempt:
     sent: bool = True
     wait: float = 0.0
     ok: bool | None = None
+    asks: Reschedule | Remove | None = None
 
     @property
     def delivered(self) -> bool:
         return self.status in (200, 204) if self.ok is None else self.ok
+
+    @property
+    def removes(self) -> bool:
+        """Whether the delivered run asks for its job to be deleted."""
+        return isinstance(self.asks, Remove) or (self.ok is None and self.status == 204)
 
     def ended_at(self, now: datetime, monotonic_now: float) -> datetime:
         """When the answer came, on the clock that reads `now` at `monotonic_now` (a task's
@@ -161,30 +170,34 @@ def on_answer(job: Job | None, attempt: Attempt, now: datetime, policy: Policy) 
     ended = job.parent_key is not None and attempt.run.manual and change.outcome in FINAL
     return replace(
         change,
-        children_of=job.key if attempt.delivered else None,
+        children_of=change.values.get("job_key", job.key) if attempt.delivered else None,
         sibling_after=(job.parent_key, job.id) if ended and job.parent_key else None,
     )
 
 
 def on_success(job: Job, attempt: Attempt, now: datetime, policy: Policy) -> Change:
-    """200: the next slot (or delete a one-off job); 204: delete. Intervals that are not fixed
-    count from the answer, spread by randomization_factor as Dalga does. A schedule replaced
-    while the run was in flight is kept as it is; a trigger that came meanwhile makes the job
-    due."""
-    run = attempt.run
-    nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
-    if attempt.status == 204 or (nxt is None and not run.manual):
+    """200: the next slot (or delete a one-off job); 204 or Remove: delete; Reschedule: its
+    instant instead of the next slot, and its body (a new job key) instead of the job's.
+    Intervals that are not fixed count from the answer, spread by randomization_factor as
+    Dalga does. A schedule replaced while the run was in flight is kept as it is; a trigger
+    that came meanwhile makes the job due."""
+    run, asks = attempt.run, attempt.asks
+    if isinstance(asks, Reschedule) and asks.at is not None:
+        nxt: datetime | None = asks.at
+    else:
+        nxt = job.next_sched if run.manual else _next_slot(job, run, now, policy)
+    if attempt.removes or (nxt is None and not run.manual):
         return Change(Outcome.DELETED, delete=True)
-    return Change(
-        Outcome.DONE,
-        {
-            **_afterwards(job, run, nxt, now),
-            "success_count": job.success_count + 1,
-            "last_success": now,
-            "last_attempt": now,
-            "last_duration": attempt.duration,
-        },
-    )
+    values = {
+        **_afterwards(job, run, nxt, now),
+        "success_count": job.success_count + 1,
+        "last_success": now,
+        "last_attempt": now,
+        "last_duration": attempt.duration,
+    }
+    if isinstance(asks, Reschedule) and asks.body is not None and asks.body != job.body:
+        values.update(body=asks.body, job_key=job_key(job.path, asks.body))
+    return Change(Outcome.DONE, values)
 
 
 def _next_slot(job: Job, run: Run, now: datetime, policy: Policy) -> datetime | None:
@@ -262,7 +275,7 @@ def record(
     deletes)."""
     run = attempt.run
     return {
-        "job_key": job.key,
+        "job_key": change.values.get("job_key", job.key),  # a new body's: the job's history
         "slot": (job.success_count + job.error_count) % policy.history_runs,
         "sched": run.sched,
         "manual": run.manual,

@@ -57,6 +57,7 @@ def deliver(settings: Settings, runs: list[Run], app: Any = None) -> list[Outcom
             sent=r.delivery is not kinds.Delivery.NOT_SENT,
             wait=r.wait,
             ok=r.delivery is kinds.Delivery.DELIVERED,
+            asks=r.asks,
         )
         for run, r in zip(ours, results, strict=True)
     ]

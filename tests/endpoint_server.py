@@ -1,7 +1,8 @@
 """A callback endpoint on 127.0.0.1 that records every POST, for tests, faults and benchmarks.
 
 It answers `status` after `delay` seconds, unless `script` (statuses) or `delays` hold a
-queue for the call's path or its (path, body); `headers` adds answer headers per path. Kinds:
+queue for the call's path or its (path, body); `headers` adds answer headers per path,
+`replies` an answer body. Any method is recorded (Call.method) and answered alike. Kinds:
 by default HTTP/1.1 with keep-alive and a listen backlog of 128; `small`: Python's
 ThreadingHTTPServer as it comes (backlog 5, HTTP/1.0, a connection per request), as many
 small apps are; `slots`: at most that many requests answered at a time (the rest wait);
@@ -38,6 +39,7 @@ class Call:
     at: float  # time.monotonic() on arrival
     received: datetime  # the wall clock (UTC) on arrival
     done: float = math.inf  # time.monotonic() once its delay was over
+    method: str = "POST"
 
     @property
     def path(self) -> str:
@@ -75,6 +77,7 @@ class Endpoint:
         self.script: dict[str | tuple[str, str], list[int]] = {}
         self.delays: dict[str | tuple[str, str], list[float]] = {}
         self.headers: dict[str, dict[str, str]] = {}
+        self.replies: dict[str, bytes] = {}
         self.calls: list[Call] = []
         self.lock = threading.Lock()
         self.small = small
@@ -155,6 +158,8 @@ class Endpoint:
                 else:
                     self.answer()
 
+            do_GET = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_POST  # noqa: N815
+
             def answer(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with endpoint.lock:
@@ -166,6 +171,7 @@ class Endpoint:
                         0,
                         time.monotonic(),
                         datetime.now(UTC),
+                        method=self.command,
                     )
                     call.status, delay = endpoint._answer(call.path, call.body)
                     endpoint.calls.append(call)
@@ -176,8 +182,11 @@ class Endpoint:
                     self.send_response(call.status)
                     for name, value in endpoint.headers.get(call.path, {}).items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", "0")
+                    reply = endpoint.replies.get(call.path, b"")
+                    self.send_header("Content-Length", str(len(reply)))
                     self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(reply)
                 except OSError:
                     pass  # the client gave up (a timeout)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
+from celery_dalga.quartz import Remove, Reschedule
 from celery_dalga.spec import KIND, InvalidParameter, JobSpec
 from celery_dalga.values import shown
 
@@ -30,7 +31,8 @@ class Result:
     (HTTP 200, confirmed, the task's return) and why not otherwise; the seconds it took and
     when it ended (time.monotonic()); `wait`, the seconds the destination asked to be left
     alone (Retry-After) or has been unreachable; `status`, the HTTP status of kinds that have
-    one (None: no answer, or no HTTP)."""
+    one (None: no answer, or no HTTP); `asks`, what a delivered run asks of its job (Remove it,
+    Reschedule it: celery_dalga.quartz), None for its next slot."""
 
     delivery: Delivery
     detail: str
@@ -38,6 +40,7 @@ class Result:
     ended: float
     wait: float = 0.0
     status: int | None = None
+    asks: Reschedule | Remove | None = None
 
     @classmethod
     def since(cls, started: float, delivery: Delivery, detail: str) -> Result:
@@ -126,10 +129,14 @@ def kind_of(target: Target, settings: Settings) -> Kind:
     return registry[name]
 
 
+RESERVED = "kala"  # the options key that Kala's API keeps its own fields under: no kind's
+
+
 def validate(spec: JobSpec, settings: Settings) -> None:
     """PUT's checks of what a job asks its kind for: the kind exists, its name agrees with
     task or exchange, and the kind takes the job (allowed_tasks, allowed_exchanges,
-    options...). Raises InvalidParameter."""
+    options...), its options seen without the reserved key "kala" (Kala's fields, which
+    webapi.kala keeps there). Raises InvalidParameter."""
     try:
         kind = kind_of(spec, settings)
     except UnknownKind as exc:
@@ -138,4 +145,11 @@ def validate(spec: JobSpec, settings: Settings) -> None:
     if spec.kind and implied and spec.kind != implied:
         field = "task" if spec.task else "exchange"
         raise InvalidParameter("kind", f"{shown(spec.kind)} cannot be combined with {field}")
+    if spec.options and RESERVED in spec.options:
+        spec = replace(spec, options=own_options(spec.options) or None)
     kind.validate(spec, settings)
+
+
+def own_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """A job's options for its kind: without the reserved key "kala"."""
+    return {k: v for k, v in (options or {}).items() if k != RESERVED}

@@ -13,6 +13,7 @@ from celery_dalga import http
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
 from celery_dalga.kinds.base import Delivery, Kind, Result, register
+from celery_dalga.quartz import Remove
 
 
 def callback_url(base_url: str, path: str) -> str:
@@ -50,12 +51,15 @@ def callback_post(settings: Settings, run: Run, instance_id: int) -> http.Post:
 
 
 def result(answer: http.Answer) -> Result:
-    """What an HTTP answer says of the run."""
+    """What an HTTP answer says of the run: 204 asks for the job to be removed."""
     if answer.status in (200, 204):
         delivery = Delivery.DELIVERED
     else:
         delivery = Delivery.FAILED if answer.sent else Delivery.NOT_SENT
-    return Result(delivery, answer.error, answer.seconds, answer.ended, answer.wait, answer.status)
+    asks = Remove() if answer.status == 204 else None
+    return Result(
+        delivery, answer.error, answer.seconds, answer.ended, answer.wait, answer.status, asks
+    )
 
 
 class Http(Kind):

@@ -2,13 +2,15 @@
 worker with the run's body, in the worker's own process (so the one-in-flight, retry and lease
 rules hold as for POSTs). A task that returns delivers; one that raises, is not registered,
 is not in allowed_tasks (then it is not called) or runs past callback_timeout fails (a task
-left running past the timeout goes on, as an endpoint that answers too late does)."""
+left running past the timeout goes on, as an endpoint that answers too late does). A task
+that returns celery_dalga.Reschedule or Remove steers its job (celery_dalga.quartz)."""
 
 from __future__ import annotations
 
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 from celery import current_app
@@ -17,7 +19,8 @@ from celery_dalga import process
 from celery_dalga.config import Settings
 from celery_dalga.jobs import Run
 from celery_dalga.kinds.base import Delivery, Kind, Result, register
-from celery_dalga.spec import InvalidParameter, JobSpec, allowed
+from celery_dalga.quartz import Remove, Reschedule
+from celery_dalga.spec import InvalidParameter, JobSpec, allowed, check_key
 from celery_dalga.values import shown
 
 SHOWN_RETURN = 200  # characters of a task's return value that a result shows
@@ -64,7 +67,7 @@ class CeleryTask(Kind):
             for run, why in zip(runs, refusals, strict=True)
         ]
         results = []
-        for call, why in zip(calls, refusals, strict=True):
+        for run, call, why in zip(runs, calls, refusals, strict=True):
             if call is None:
                 results.append(Result.refused(why))
                 continue
@@ -72,8 +75,7 @@ class CeleryTask(Kind):
                 value = call.result(
                     timeout=max(0.0, started + settings.callback_timeout - time.monotonic())
                 )
-                returned = f"returned {value!r}"[:SHOWN_RETURN]
-                results.append(Result.since(started, Delivery.DELIVERED, returned))
+                results.append(_returned(started, value, run, settings))
             except TimeoutError:
                 why = f"still running after {settings.callback_timeout} s"
                 results.append(Result.since(started, Delivery.FAILED, why))
@@ -81,6 +83,19 @@ class CeleryTask(Kind):
                 why = f"{type(exc).__name__}: {exc}"
                 results.append(Result.since(started, Delivery.FAILED, why))
         return results
+
+
+def _returned(started: float, value: Any, run: Run, settings: Settings) -> Result:
+    """A task's return: delivered, and a Reschedule or Remove asks that of the job; a
+    Reschedule whose body could not be a job's fails."""
+    returned = f"returned {value!r}"[:SHOWN_RETURN]
+    if isinstance(value, Reschedule) and value.body is not None:
+        try:
+            check_key(run.path, value.body, settings.max_body)
+        except InvalidParameter as exc:
+            return Result.since(started, Delivery.FAILED, f"{returned}: {exc}"[:SHOWN_RETURN])
+    asks = value if isinstance(value, Reschedule | Remove) else None
+    return replace(Result.since(started, Delivery.DELIVERED, returned), asks=asks)
 
 
 def _pool(size: int) -> ThreadPoolExecutor:

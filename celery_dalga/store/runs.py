@@ -150,8 +150,9 @@ def settle(db: Database, attempts: list[Attempt], instance_id: int | None = None
 
 def _apply(db: Database, conn: Connection, changes: list[tuple[int, Change]]) -> None:
     """Write the changes: one DELETE for the rows to delete, and one UPDATE for each set
-    of columns the others change."""
+    of columns the others change (after making room for new job keys)."""
     t = db.table
+    changes = _make_room(db, conn, changes)
     gone = [job_id for job_id, change in changes if change.delete]
     if gone:
         conn.execute(delete(t).where(t.c.id.in_(gone)))
@@ -162,6 +163,33 @@ def _apply(db: Database, conn: Connection, changes: list[tuple[int, Change]]) ->
             by_columns[tuple(sorted(values))].append({"id": job_id, **values})
     for columns, rows in by_columns.items():
         dialects.update_rows(conn, t, list(columns), rows)
+
+
+def _make_room(
+    db: Database, conn: Connection, changes: list[tuple[int, Change]]
+) -> list[tuple[int, Change]]:
+    """Before jobs take new keys (a task's Reschedule with a new body): delete the other jobs
+    that hold those keys (the renamed job replaces them, as a PUT of that key would; of two
+    jobs of a task renamed to one key, the last does), and move the jobs' children to their
+    new keys. The changes to write."""
+    takes: dict[str, int] = {}  # new key -> the job that takes it
+    for job_id, change in changes:
+        if "job_key" in change.values and not change.delete:
+            takes[change.values["job_key"]] = job_id
+    if not takes:
+        return changes
+    t = db.table
+    renamed = sorted(takes.values())
+    old_keys = dict(conn.execute(select(t.c.id, t.c.job_key).where(t.c.id.in_(renamed))).all())
+    conn.execute(delete(t).where(t.c.job_key.in_(sorted(takes)), t.c.id.not_in(renamed)))
+    for key, job_id in takes.items():
+        conn.execute(update(t).where(t.c.parent_key == old_keys[job_id]).values(parent_key=key))
+    return [
+        (job_id, change)
+        if takes.get(change.values.get("job_key", ""), job_id) == job_id
+        else (job_id, Change(change.outcome, delete=True))
+        for job_id, change in changes
+    ]
 
 
 def _wake(db: Database, conn: Connection, settled: list[tuple[str, Change]], now: datetime) -> None:
