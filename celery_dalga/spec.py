@@ -144,7 +144,7 @@ def parse_spec(path: str, body: str, params: Mapping[str, str], max_body: int = 
 
 
 def _matching(pattern: re.Pattern, text: str, what: str) -> str:
-    if not pattern.match(text) or len(text) > 255:
+    if not pattern.fullmatch(text) or len(text) > 255:
         raise ValueError(f"{shown(text)} is not {what}")
     return text
 

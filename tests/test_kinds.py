@@ -259,3 +259,18 @@ def test_a_kinds_name_must_fit_its_column():
     with pytest.raises(ValueError, match="name must match"):
         kinds.register(Long())
     assert "k" * 33 not in kinds.registry
+
+
+@pytest.mark.parametrize(
+    ("query", "says"),
+    [
+        ("task=app.refresh%0A", "is not a dotted Celery task name"),
+        ("exchange=jobs%0A", "is not an AMQP exchange"),
+        ("kind=http%0A", "is not a callback kind's name"),
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(mariadb_url, query, says):
+    with api_client(mariadb_url) as api:
+        answer = api.put(f"/jobs/feeds/1?interval=60&{query}")
+        assert answer.status_code == 400 and says in answer.get_json()["error"]
+        assert api.get("/jobs/feeds/1").status_code == 404
