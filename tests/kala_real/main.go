@@ -284,14 +284,14 @@ func main() {
 		"the R1 job's runs are a period apart")
 
 	all = must(c.GetAllJobs())
-	ids := make([]string, 0, len(all))
+	names := make([]string, 0, len(all))
 	for id, j := range all {
 		check(j.Id == id, "GetAllJobs: %s is keyed by its id", id)
-		ids = append(ids, j.Name)
+		names = append(names, j.Name)
 	}
-	sort.Strings(ids)
-	check(reflect.DeepEqual(ids, []string{"kala-local", "kala-remote", "kala-repeat"}),
-		"GetAllJobs: the three jobs left (%v)", ids)
+	sort.Strings(names)
+	check(reflect.DeepEqual(names, []string{"kala-local", "kala-remote", "kala-repeat"}),
+		"GetAllJobs: the three jobs left (%v)", names)
 	ks = must(c.GetKalaStats())
 	ok = ks.Jobs == 3 && ks.ActiveJobs == 3 && ks.DisabledJobs == 0 && ks.SuccessCount == 4
 	ok = ok && ks.ErrorCount == 0 && !ks.LastAttemptedRun.Before(began.Add(-time.Second))
