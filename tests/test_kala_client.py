@@ -32,10 +32,13 @@ def program(tmp_path_factory) -> Path:
     return kala_program(tmp_path_factory.getbasetemp())
 
 
-def run_program(program: Path, url: str, endpoint: Endpoint, touch: Path) -> dict:
-    """Run the program against `url`; its JSON line of results."""
+def run_program(
+    program: Path, url: str, endpoint: Endpoint, touch: Path, server: str = "celery-dalga"
+) -> dict:
+    """Run the program against `url` (a `server`: kala or celery-dalga); its JSON results."""
+    args = ["-url", url, "-remote", endpoint.base_url, "-touch", str(touch), "-server", server]
     done = subprocess.run(
-        [str(program), "-url", url, "-remote", endpoint.base_url, "-touch", str(touch)],
+        [str(program), *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -123,7 +126,7 @@ def kala(tmp_path_factory) -> Path:
 def test_the_program_passes_against_kala_itself(program, kala, endpoint, tmp_path):
     proc, url = start_kala(kala, tmp_path)
     try:
-        results = run_program(program, url, endpoint, tmp_path / "ran")
+        results = run_program(program, url, endpoint, tmp_path / "ran", "kala")
     finally:
         stop(proc)
     assert_calls(endpoint, results)
