@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,6 +68,8 @@ def readme_commands() -> list[str]:
     """Every `$ curl ...` line of Kala's README, in order."""
     if not README.is_file():
         missing(f"Kala's README is not at {README}")
+    if shutil.which("curl") is None:
+        missing("curl is not installed")
     return [line[2:] for line in README.read_text().splitlines() if line.startswith("$ curl ")]
 
 
