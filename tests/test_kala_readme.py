@@ -255,12 +255,23 @@ def test_the_readme_rules_of_dependent_jobs(server):
     assert not endpoint.calls_to("kala/orphan") and not orphan_stats["job_stats"]
 
     # "If a child job is deleted, its parent job will continue to stay around."
+    # (Kala updates parents and children after it answers a delete.)
     server.delete(first)
-    assert server.get(parent)["dependent_jobs"] == [second, shared, disabled]
+    assert server.absent(first)
+    wait_until(
+        lambda: server.get(parent)["dependent_jobs"] == [second, shared, disabled],
+        10,
+        lambda: f"the parent's children: {server.get(parent)['dependent_jobs']}",
+    )
 
     # "If a parent job is deleted, unless its child jobs have another parent, they will be
     # deleted as well."
     server.delete(parent)
-    assert server.absent(parent) and server.absent(second) and server.absent(disabled)
-    assert server.get(shared)["parent_jobs"] == [other_parent]
+    assert server.absent(parent)
+    wait_until(lambda: server.absent(second) and server.absent(disabled), 10, "the children stay")
+    wait_until(
+        lambda: server.get(shared)["parent_jobs"] == [other_parent],
+        10,
+        lambda: f"the shared child's parents: {server.get(shared)['parent_jobs']}",
+    )
     assert server.get(other_parent)["dependent_jobs"] == [shared]
