@@ -18,8 +18,13 @@ if ! pkg-config --exists mysqlclient 2>/dev/null; then
 fi
 
 if [ "$extras" = dev ] && ! command -v go >/dev/null; then
-    echo "installing golang-go (tests/test_dalga_client.py builds Dalga's Go client with it)"
+    echo "installing golang-go (tests build Dalga's and Kala's own Go clients, and Kala, with it)"
     apt_install golang-go
+fi
+
+if [ "$extras" = dev ] && ! command -v curl >/dev/null; then
+    echo "installing curl (tests/test_kala_readme.py runs Kala's README examples with it)"
+    apt_install curl
 fi
 
 if [ "$extras" = dev ] && ! { command -v chromium && command -v chromedriver; } >/dev/null; then
