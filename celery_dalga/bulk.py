@@ -1,14 +1,16 @@
-"""Bulk import: jobs from JSON lines or CSV, read and checked as PUT reads and checks them
-(Client.spec) and written in batches (Client.put_many)."""
+"""Bulk scheduling: jobs from JSON lines or CSV, read and checked as PUT reads and checks them
+(Client.spec) and written in batches (Client.put_many), for `dalga import` (a file, in
+transactions of a batch) and PUT /jobs (a request body, in one transaction)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
-from typing import IO
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -19,11 +21,23 @@ from celery_dalga.store import JobRefused
 
 
 class BadRecord(ValueError):
-    """A line that cannot be imported; names the line."""
+    """A line that cannot be scheduled; names the line, and the parameter when one is at
+    fault."""
+
+    def __init__(self, line: int, message: str, parameter: str | None = None):
+        super().__init__(f"line {line}: {message}")
+        self.line = line
+        self.parameter = parameter
+
+
+class TooManyRecords(ValueError):
+    """A request body holding more jobs than one request may write."""
 
 
 def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, record) pairs: `path`, `body` and any of PUT's parameters."""
+    """(line number, record) pairs: `path`, `body` and any of PUT's parameters. In JSON lines
+    a value may be a string, number, boolean, or an object (`options`); a name given twice
+    or a null is a BadRecord, as PUT refuses a parameter given twice."""
     if fmt == "csv":
         reader = csv.DictReader(stream)
         for record in reader:
@@ -33,15 +47,34 @@ def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json.loads(line, object_pairs_hook=_once_each)
         except json.JSONDecodeError as exc:
-            raise BadRecord(f"line {number}: not JSON ({exc})") from None
+            raise BadRecord(number, f"not JSON ({exc})") from None
+        except InvalidParameter as exc:
+            raise BadRecord(number, str(exc), exc.parameter) from None
         if not isinstance(record, dict):
-            raise BadRecord(f"line {number}: each line must be a JSON object")
-        yield (
-            number,
-            {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in record.items()},
-        )
+            raise BadRecord(number, "each line must be a JSON object")
+        yield number, {name: _text(number, name, value) for name, value in record.items()}
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refusing a name given twice."""
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        twice = next(name for name in record if sum(n == name for n, _ in pairs) > 1)
+        raise InvalidParameter(twice, "given more than once")
+    return record
+
+
+def _text(line: int, name: str, value: Any) -> str:
+    """A JSON value as PUT's parameter text."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        raise BadRecord(line, f"{name}: null is not a value (leave the name out)", name)
+    return json.dumps(value)  # a number, or an object such as `options`
 
 
 def specs(
@@ -55,7 +88,7 @@ def specs(
         try:
             yield number, client.spec(path, body, params)
         except InvalidParameter as exc:
-            raise BadRecord(f"line {number}: {exc}") from None
+            raise BadRecord(number, str(exc), exc.parameter) from None
 
 
 def chunks(items: Iterable[tuple[int, JobSpec]], size: int) -> Iterator[list[tuple[int, JobSpec]]]:
@@ -63,6 +96,33 @@ def chunks(items: Iterable[tuple[int, JobSpec]], size: int) -> Iterator[list[tup
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
+
+
+def put_batch(client: Client, chunk: list[tuple[int, JobSpec]]) -> int:
+    """Write a batch of (line number, spec) in one transaction (Client.put_many); a job the
+    store refuses (its parent) is a BadRecord naming its line, and none of the batch is
+    written."""
+    try:
+        return client.put_many([spec for _, spec in chunk])
+    except JobRefused as exc:
+        line = next(n for n, s in chunk if job_key(s.path, s.body) == exc.key)
+        raise BadRecord(line, str(exc), exc.parameter) from None
+
+
+def put_lines(client: Client, data: bytes, most: int) -> int:
+    """Schedule the jobs of a JSON-lines request body (PUT /jobs) in one transaction: all of
+    them, or (BadRecord for the first bad line, TooManyRecords over `most` jobs) none."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRecord(data.count(b"\n", 0, exc.start) + 1, "not UTF-8") from None
+    checked = specs(records(io.StringIO(text, newline=""), "jsonl"), client)
+    batch = list(islice(checked, most + 1))
+    if len(batch) > most:
+        raise TooManyRecords(f"more than {most} jobs in one request (bulk_max_jobs)")
+    if not batch:
+        raise BadRecord(1, "no jobs: give one JSON object per line")
+    return put_batch(client, batch)
 
 
 def import_jobs(
@@ -82,25 +142,20 @@ def import_jobs(
         tqdm(unit=" jobs", disable=not progress, mininterval=0.5) as bar,
         ThreadPoolExecutor(1, thread_name_prefix="dalga-import") as writer,
     ):
-        in_flight: tuple[Future[int], list[tuple[int, JobSpec]]] | None = None
+        in_flight: Future[int] | None = None
         try:
             for chunk in chunks(specs(records(stream, fmt), client), batch):
                 if in_flight is not None:
-                    written += _settled(*in_flight, bar)
-                in_flight = writer.submit(client.put_many, [s for _, s in chunk]), chunk
+                    written += _settled(in_flight, bar)
+                in_flight = writer.submit(put_batch, client, chunk)
         finally:
             if in_flight is not None:
-                written += _settled(*in_flight, bar)
+                written += _settled(in_flight, bar)
     return written
 
 
-def _settled(batch: Future[int], chunk: list[tuple[int, JobSpec]], bar: tqdm) -> int:
-    """Wait for a batch's write and count it on the progress bar; a job put_many refused is
-    a BadRecord naming its line."""
-    try:
-        count = batch.result()
-    except JobRefused as exc:
-        line = next(n for n, s in chunk if job_key(s.path, s.body) == exc.key)
-        raise BadRecord(f"line {line}: {exc}") from None
+def _settled(batch: Future[int], bar: tqdm) -> int:
+    """Wait for a batch's write and count it on the progress bar."""
+    count = batch.result()
     bar.update(count)
     return count

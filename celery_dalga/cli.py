@@ -115,7 +115,7 @@ def serve_web(settings: Settings):
         port=settings.port,
         threads=8,
         ident="dalga",
-        max_request_body_size=4 * body_limit(settings.max_body),
+        max_request_body_size=4 * max(body_limit(settings.max_body), settings.bulk_max_bytes),
     )
 
 

@@ -63,6 +63,8 @@ class Settings:
     batch_window: float = 0.1
     max_interval: float = 1.0
     max_body: int = 65535
+    bulk_max_jobs: int = 10000  # the most jobs one PUT /jobs request may write
+    bulk_max_bytes: int = 8 * 1024 * 1024  # the largest PUT /jobs request body
     publish_url: str = ""
     publish_exchange: str = ""
     history_runs: int = 10
@@ -87,6 +89,8 @@ class Settings:
             )
         if not 1 <= self.callback_initial_limit <= self.callback_concurrency:
             raise ConfigError("callback_initial_limit must be between 1 and callback_concurrency")
+        if self.bulk_max_jobs < 1 or self.bulk_max_bytes < 1:
+            raise ConfigError("bulk_max_jobs and bulk_max_bytes must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1")
         if self.runs_per_task < 1 or self.callback_concurrency < 1:

@@ -16,17 +16,19 @@ from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import PathConverter
 
 from celery_dalga import metrics
+from celery_dalga.bulk import BadRecord, TooManyRecords, put_lines
 from celery_dalga.client import Client, JobExists
 from celery_dalga.kala import kala_stats
 from celery_dalga.spec import InvalidParameter, check_key, reject_unknown
 from celery_dalga.values import parse_bool, shown
 from celery_dalga.wire import SORTS, Cursor, attempt_json, instant, job_json
 from webapi.context import dalga
-from webapi.errors import json_error
+from webapi.errors import json_error, short
 from webapi.openapi import openapi_spec
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
+JSON_LINES = ("application/x-ndjson", "application/jsonl")  # what PUT /jobs takes
 BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 api = Blueprint("api", __name__)
@@ -190,6 +192,29 @@ def delete_all() -> Any:
     deleted = dalga().client.cancel_all()
     log.warning("deleted all %d jobs", deleted)
     return jsonify(deleted=deleted), 200
+
+
+@api.put("/jobs")
+def bulk_put() -> Any:
+    """Many jobs in one request: a JSON-lines body of `dalga import`'s records, each checked
+    as PUT checks it, written in one transaction (all or nothing); 200 {"jobs": N}."""
+    if request.mimetype not in JSON_LINES:
+        return json_error(415, f"PUT /jobs takes JSON lines: Content-Type {JSON_LINES[0]}")
+    if request.mimetype_params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+        return json_error(415, "PUT /jobs takes JSON lines in UTF-8 only")
+    if request.args:
+        name = sorted(request.args)[0]
+        raise InvalidParameter(name, "PUT /jobs takes parameters in its records, not the query")
+    client = dalga().client
+    try:
+        count = put_lines(client, request.get_data(cache=False), client.settings.bulk_max_jobs)
+    except TooManyRecords as exc:
+        return json_error(413, str(exc))
+    except BadRecord as exc:
+        named = {"parameter": short(exc.parameter)} if exc.parameter else {}
+        return json_error(400, str(exc), line=exc.line, **named)
+    log.info("scheduled %d jobs (bulk)", count)
+    return jsonify(jobs=count), 200
 
 
 @api.get("/stats")
