@@ -48,10 +48,10 @@ def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
             continue
         try:
             record = json.loads(line, object_pairs_hook=_once_each)
-        except json.JSONDecodeError as exc:
-            raise BadRecord(number, f"not JSON ({exc})") from None
         except InvalidParameter as exc:
             raise BadRecord(number, str(exc), exc.parameter) from None
+        except (ValueError, RecursionError) as exc:  # a number of 5,000 digits, [[[[...
+            raise BadRecord(number, f"not JSON ({exc})") from None
         if not isinstance(record, dict):
             raise BadRecord(number, "each line must be a JSON object")
         yield number, {name: _text(number, name, value) for name, value in record.items()}

@@ -139,6 +139,9 @@ def test_a_bad_record_in_the_middle_writes_nothing_and_names_line_and_parameter(
         '{"path": "p", "path": "q", "body": "x", "interval": 60}',
         '{"path": "p\x00", "body": "x", "interval": 60}',
         '{"path": "p\r", "body": "x", "interval": 60}',
+        "[" * 100_000,
+        '{"path": "p", "body": "x", "interval": ' + "9" * 5000 + "}",
+        "NaN",
     ],
 )
 def test_a_line_that_is_no_json_object_writes_nothing(api, bad):

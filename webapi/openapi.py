@@ -135,6 +135,26 @@ PAGE = {
     },
 }
 
+JSON_LINES_SCHEMA = {
+    "type": "string",
+    "description": 'one job a line: {"path": ..., "body": ..., "interval": 300, ...}',
+    "examples": [
+        '{"path": "feeds", "body": "1", "interval": 300}\n'
+        '{"path": "feeds", "body": "2", "cron": "*/5 * * * *", "if-absent": true}\n',
+        '{"path": "feeds", "body": "3", "interval": "soon"}\n',
+        '{"path": "feeds", "body": "4", "parent": "no/such"}\n',
+        '{"path": "a", "body": "1", "parent": "a/1"}\n',
+        "not json\n",
+        "",
+    ],
+}
+
+BULK_ANSWER = {
+    "type": "object",
+    "required": ["jobs"],
+    "properties": {"jobs": {"type": "integer"}},
+}
+
 STATUS_FIELDS = (
     "instance_id",
     "instance_running_jobs",
@@ -191,6 +211,20 @@ def openapi_spec() -> dict[str, Any]:
                 },
             },
             "/jobs": {
+                "put": {
+                    "summary": "schedule or reschedule many jobs: JSON lines of PUT's parameters "
+                    "with path and body, one transaction (all or nothing)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/x-ndjson": {"schema": JSON_LINES_SCHEMA}},
+                    },
+                    "responses": {
+                        "200": _response("how many jobs were written", BULK_ANSWER),
+                        "400": _response("a bad record, by line; nothing was written", ERROR),
+                        "413": _response("too many jobs or bytes; nothing was written", ERROR),
+                        "415": _response("not JSON lines", ERROR),
+                    },
+                },
                 "delete": {
                     "summary": "delete every job, with confirm=all",
                     "parameters": [_query("confirm", "must be all", ["all", "yes"])],

@@ -3,6 +3,7 @@ spec it serves; no answer is a 5xx and every 4xx carries a JSON error."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from collections import Counter
@@ -13,6 +14,15 @@ import schemathesis
 from helpers import unique_table
 from hypothesis import HealthCheck, given, settings
 from processes import dalga_env, free_port, start, stop, wait_http
+
+
+@schemathesis.serializer("application/x-ndjson")
+def json_lines(ctx, value) -> bytes:
+    """PUT /jobs' body: a generated text as it is (lone surrogates too, as bytes that are no
+    UTF-8), anything else as one JSON line."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return json.dumps(value).encode() + b"\n"
 
 
 @pytest.fixture(scope="module")
