@@ -47,7 +47,7 @@ def records(stream: IO[str], fmt: str) -> Iterator[tuple[int, dict[str, str]]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line, object_pairs_hook=_once_each)
+            record = _DECODER.decode(line)
         except InvalidParameter as exc:
             raise BadRecord(number, str(exc), exc.parameter) from None
         except (ValueError, RecursionError) as exc:  # a number of 5,000 digits, [[[[...
@@ -66,6 +66,9 @@ def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return record
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_once_each)
+
+
 def _text(line: int, name: str, value: Any) -> str:
     """A JSON value as PUT's parameter text."""
     if isinstance(value, str):
@@ -74,7 +77,9 @@ def _text(line: int, name: str, value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         raise BadRecord(line, f"{name}: null is not a value (leave the name out)", name)
-    return json.dumps(value)  # a number, or an object such as `options`
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)  # an object such as `options`, or a list
 
 
 def specs(
