@@ -9,7 +9,9 @@ copied from them by one INSERT ... SELECT over MariaDB's sequence engine, their 
 spread over the 5-minute interval), starts `dalga web` (waitress) on it, and times
 `--requests` GET /status, then as many GET /metrics, from one client, `--pause` seconds
 apart (as a poller; 200 requests 0.1 s apart span a period of the cached counts at a million
-jobs, so a recount runs during them). The table is dropped afterwards.
+jobs, so a recount runs during them); then as many GET /openapi.json, a route that reads no
+database: the floor of the server, the client and HTTP. Then the same in this process with
+Flask's test client (the server's own time, no HTTP). The table is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from sqlalchemy import text
@@ -31,11 +35,14 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
 from bench.common import REDIS, code_of, database, record, source_env  # noqa: E402
+from celery_dalga import process  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
 from celery_dalga.spec import parse_spec  # noqa: E402
+from webapi import create_app  # noqa: E402
 
 SEED = 1000  # jobs written through the store, the rest copied from them
+ROUTES = ("status", "metrics", "openapi.json")
 
 
 def fill(store, jobs: int) -> float:
@@ -65,19 +72,20 @@ def fill(store, jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def timed(session: requests.Session, url: str, count: int, pause: float) -> list[float]:
+def timed(get: Callable[[str], Any], url: str, count: int, pause: float) -> list[float]:
     """Seconds each of `count` GETs of url, `pause` seconds apart, took, sorted."""
     took = []
     for _ in range(count):
         started = time.perf_counter()
-        resp = session.get(url, timeout=120)
+        resp = get(url)
         took.append(time.perf_counter() - started)
-        resp.raise_for_status()
+        assert resp.status_code == 200, resp.status_code
         time.sleep(pause)
     return sorted(took)
 
 
-def figures(name: str, took: list[float]) -> dict:
+def figures(route: str, took: list[float]) -> dict:
+    name = route.replace(".json", "")
     return {
         f"{name}_p50_ms": round(statistics.median(took) * 1000, 2),
         f"{name}_p99_ms": round(took[max(0, int(len(took) * 0.99) - 1)] * 1000, 2),
@@ -109,15 +117,22 @@ def run(args: argparse.Namespace, source: str | None) -> dict:
             session = requests.Session()
             status = session.get(base + "/status", timeout=120).json()
             out["total_jobs"] = status["total_jobs"]
-            for name in ("status", "metrics"):
+            for name in ROUTES:
                 print(f"  GET /{name} x {args.requests}", file=sys.stderr)
-                took = timed(session, f"{base}/{name}", args.requests, args.pause)
+                took = timed(session.get, f"{base}/{name}", args.requests, args.pause)
                 out.update(figures(name, took))
             last = session.get(base + "/status", timeout=120).json()
             out["last_counts_age_seconds"] = last.get("counts_age_seconds")
         finally:
             stop(web)
+        if not source:  # the server's own time: this checkout only, in this process
+            client = create_app(settings, store).test_client()
+            client.get("/status")
+            for name in ROUTES:
+                took = timed(client.get, f"/{name}", args.requests, args.pause)
+                out.update(figures(f"in_process_{name}", took))
     finally:
+        process.stop()  # the in-process app's instance, before its table goes
         store.drop_table()
     return out
 
