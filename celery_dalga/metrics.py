@@ -1,9 +1,10 @@
 """Prometheus metrics (prometheus-client): what beat dispatches and what workers deliver,
 with the dispatch and delivery lateness (from each run's scheduled instant to its publish,
 and to the endpoint's answer). `/metrics` on the web app serves them with the jobs table's
-gauges; beat and workers serve theirs on `metrics_port` (DALGA_METRICS_PORT). A prefork
-worker's children count in files under PROMETHEUS_MULTIPROC_DIR (prometheus-client's
-multiprocess mode), which the worker's exporter adds up."""
+gauges (counted as for /status); beat and workers serve theirs on `metrics_port`
+(DALGA_METRICS_PORT). A prefork worker's children count in files under
+PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode), which the worker's exporter
+adds up."""
 
 from __future__ import annotations
 
@@ -119,8 +120,9 @@ def registry() -> CollectorRegistry:
 
 
 class TableCollector(Collector):
-    """Gauges of the jobs table, read at each scrape: jobs, paused, due, running, lag and
-    live instances (`status` is Store.status's function)."""
+    """Gauges of the jobs table at each scrape: jobs, paused, due, running, lag, live
+    instances and the counts' age (`status()` answers as GET /status: its counts are cached,
+    webapi.app.cached_status)."""
 
     def __init__(self, status: Any):
         self.status = status
@@ -136,6 +138,7 @@ class TableCollector(Collector):
             ("dalga_instances", "total_instances", "Live beat, worker and web instances"),
             ("dalga_successes", "success_count", "Delivered callbacks, summed over the jobs"),
             ("dalga_errors", "error_count", "Failed callbacks, summed over the jobs"),
+            ("dalga_counts_age_seconds", "counts_age_seconds", "Age of the jobs' counts"),
         ):
             yield GaugeMetricFamily(name, text, value=now[key])
 

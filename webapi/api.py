@@ -291,5 +291,5 @@ def status() -> Any:
 
 
 def _status() -> dict[str, Any]:
-    """Client.status as this app's instance."""
-    return dalga().client.status(dalga().instance.id)
+    """The status as this app's instance, its counts cached (store.status.CachedStatus)."""
+    return dalga().status()

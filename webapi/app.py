@@ -1,6 +1,6 @@
 """create_app: the Flask app wired from the settings (the Client, this process's instance,
-the Guard and the table's gauges in app.extensions["dalga"]), the API, Kala's API and UI
-blueprints, and the error answers."""
+the Guard, the table's gauges and its cached status in app.extensions["dalga"]), the API,
+Kala's API and UI blueprints, and the error answers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from celery_dalga.instances import Instance
 from celery_dalga.process import instance_for
 from celery_dalga.spec import InvalidParameter
 from celery_dalga.store import Store
+from celery_dalga.store.status import CachedStatus
 from webapi.api import AnyPath, api
 from webapi.auth import Guard
 from webapi.context import Dalga
@@ -41,9 +42,10 @@ def create_app(
     instance = instance or instance_for(settings, "web")
     guard = Guard(settings)
     guard.install(app)
+    status = CachedStatus(client.store, instance.id)
     gauges = CollectorRegistry(auto_describe=False)
-    gauges.register(metrics.TableCollector(lambda: client.status(instance.id)))
-    app.extensions["dalga"] = Dalga(client, instance, guard, gauges)
+    gauges.register(metrics.TableCollector(status))
+    app.extensions["dalga"] = Dalga(client, instance, guard, gauges, status)
     app.before_request(one_value_each)
     app.register_blueprint(api)
     app.register_blueprint(kala, url_prefix="/api/v1")

@@ -1,5 +1,5 @@
-"""What the views take from the app: the Client, the instance they answer as, the Guard and
-the table's metric gauges, set by create_app in app.extensions["dalga"]."""
+"""What the views take from the app: the Client, the instance they answer as, the Guard,
+the table's metric gauges and its cached status, set by create_app in app.extensions["dalga"]."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from celery_dalga.client import Client
 from celery_dalga.instances import Instance
+from celery_dalga.store.status import CachedStatus
 from webapi.auth import Guard
 
 
@@ -21,6 +22,7 @@ class Dalga:
     instance: Instance
     guard: Guard
     gauges: CollectorRegistry  # the jobs table's, for /metrics
+    status: CachedStatus  # the table's status, its counts cached
 
 
 def dalga() -> Dalga:

@@ -171,7 +171,7 @@ def enable(job_id: str) -> Any:
 @kala.get("/stats/", strict_slashes=False)
 def app_stats() -> Any:
     """{"Stats": {...}} over every job of the table."""
-    return jsonify(kala_app_stats(dalga().client.status(dalga().instance.id)))
+    return jsonify(kala_app_stats(dalga().status()))
 
 
 def _found(job_id: str) -> Job:

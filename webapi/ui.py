@@ -144,7 +144,7 @@ def act():
 def status():
     return render_template(
         "ui/status.html",
-        status=dalga().client.status(dalga().instance.id),
+        status=dalga().status(),
         instances=dalga().client.instances(),
     )
 

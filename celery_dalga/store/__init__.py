@@ -11,7 +11,7 @@
 - runs: the run protocol's statements (claim, fence, settle)
 - history: each job's last attempts
 - instances: the processes' heartbeats
-- status: the table's status
+- status: the table's status (its counts, and what an index answers at once)
 
 Store gathers them: each of its methods is one of those modules' functions.
 """
@@ -75,4 +75,5 @@ class Store(Database):
     forget_instance = instances.forget
     live_instances = instances.live
 
+    counts = status.counts
     status = status.status
