@@ -304,6 +304,8 @@ def openapi_spec() -> dict[str, Any]:
                                     **{k: {"type": "integer"} for k in STATUS_FIELDS},
                                     "disabled_jobs": {"type": "integer"},
                                     "lag_seconds": {"type": "number"},
+                                    "counted_at": {"type": ["string", "null"]},
+                                    "counts_age_seconds": {"type": ["number", "null"]},
                                 },
                             },
                         )
