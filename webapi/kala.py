@@ -170,8 +170,9 @@ def enable(job_id: str) -> Any:
 
 @kala.get("/stats/", strict_slashes=False)
 def app_stats() -> Any:
-    """{"Stats": {...}} over every job of the table."""
-    return jsonify(kala_app_stats(dalga().status()))
+    """{"Stats": {...}} over every job of the table, counted now: Kala's client reads them
+    right after its writes (/status and /metrics answer from a count a period old)."""
+    return jsonify(kala_app_stats(dalga().client.status(dalga().instance.id)))
 
 
 def _found(job_id: str) -> Job:
