@@ -51,20 +51,21 @@ def kala_job_stats(job_id: int, history: list[dict[str, Any]]) -> list[dict[str,
 
 
 def kala_stats(status: dict[str, Any]) -> dict[str, Any]:
-    """Kala's app-wide stats (/stats) from the status, in Go's field names, with CreatedAt
-    the time of the report and NextRunAt the soonest next run."""
-    return {
-        "Stats": {
-            "ActiveJobs": status["total_jobs"] - status["disabled_jobs"],
-            "DisabledJobs": status["disabled_jobs"],
-            "Jobs": status["total_jobs"],
-            "ErrorCount": status["error_count"],
-            "SuccessCount": status["success_count"],
-            "NextRunAt": _go_time(status["next_run"]),
-            "LastAttemptedRun": _go_time(status["last_attempt"]),
-            "CreatedAt": _go_time(status["now"]),
-        }
-    }
+    """Kala's app-wide stats as its older /stats wrote them: kala_app_stats in Go's field
+    names."""
+    return {"Stats": {GO_NAMES[k]: v for k, v in kala_app_stats(status)["Stats"].items()}}
+
+
+GO_NAMES = {
+    "active_jobs": "ActiveJobs",
+    "disabled_jobs": "DisabledJobs",
+    "jobs": "Jobs",
+    "error_count": "ErrorCount",
+    "success_count": "SuccessCount",
+    "next_run_at": "NextRunAt",
+    "last_attempted_run": "LastAttemptedRun",
+    "created": "CreatedAt",
+}
 
 
 def _go_time(text: str | None) -> str:
