@@ -39,6 +39,17 @@ from celery_dalga.process import store_for  # noqa: E402
 from celery_dalga.store import Store  # noqa: E402
 
 
+def in_threads(client, clients: int) -> float:
+    """Run client(0) ... client(clients - 1) in threads at once; the seconds they took."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
 def drive(base: str, method: str, count: int, clients: int) -> dict:
     """`count` requests of one kind, split over `clients` threads; throughput and latency."""
     latencies: list[float] = []
@@ -61,13 +72,7 @@ def drive(base: str, method: str, count: int, clients: int) -> dict:
         with lock:
             latencies.extend(mine)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = in_threads(client, clients)
     latencies.sort()
     return {
         f"{method}_per_s": round(count / elapsed),
@@ -104,13 +109,7 @@ def bulk_put(base: str, jobs: int, batch: int, clients: int) -> dict:
         with lock:
             latencies.extend(mine)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = in_threads(client, clients)
     latencies.sort()
     if errors:
         print(f"  bulk errors: {errors[:3]}", file=sys.stderr)
