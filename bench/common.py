@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +55,41 @@ def record(bench: str, figures: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / f"{bench}.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+SEED = 1000  # jobs a fill writes through the store, the rest copied from them
+
+
+def fill(store, jobs: int, path: Callable[[int], str] = lambda i: "bench") -> float:
+    """Write `jobs` jobs (interval 300 s) into the empty MariaDB table, the i-th of the first
+    1,000 with path(i) and the rest copied from them by one INSERT ... SELECT over MariaDB's
+    sequence engine, their next runs spread over the interval (whole seconds apart, so many
+    share one); seconds taken."""
+    from celery_dalga.spec import parse_spec
+
+    started = time.perf_counter()
+    seed = min(SEED, jobs)
+    store.put_many([parse_spec(path(i), str(i), {"interval": "300"}) for i in range(seed)])
+    copies = -(-jobs // seed) - 1
+    if copies:
+        columns = [c.name for c in store.table.c if c.name != "id"]
+        made = {
+            "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
+            "body": "CONCAT(body, '-', seq)",
+            "next_run": "next_run + INTERVAL (seq % 300) SECOND",
+            "next_sched": "next_sched + INTERVAL (seq % 300) SECOND",
+        }
+        names = ", ".join(f"`{c}`" for c in columns)
+        values = ", ".join(made.get(c, f"`{c}`") for c in columns)
+        table = store.table.name
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO `{table}` ({names}) SELECT {values} FROM `{table}` "
+                    f"CROSS JOIN seq_1_to_{copies} LIMIT {jobs - seed}"
+                )
+            )
+    return time.perf_counter() - started
 
 
 DALGA_BEAT = celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "WARNING")

@@ -27,49 +27,19 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
-from bench.common import REDIS, code_of, database, record, source_env  # noqa: E402
+from bench.common import REDIS, code_of, database, fill, record, source_env  # noqa: E402
 from celery_dalga import process  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
-from celery_dalga.spec import parse_spec  # noqa: E402
 from webapi import create_app  # noqa: E402
 
-SEED = 1000  # jobs written through the store, the rest copied from them
 ROUTES = ("status", "metrics", "openapi.json")
-
-
-def fill(store, jobs: int) -> float:
-    """Write `jobs` jobs (path "bench", interval 300 s) into the empty table; seconds taken."""
-    started = time.perf_counter()
-    seed = min(SEED, jobs)
-    store.put_many([parse_spec("bench", str(i), {"interval": "300"}) for i in range(seed)])
-    copies = -(-jobs // seed) - 1
-    if copies:
-        columns = [c.name for c in store.table.c if c.name != "id"]
-        made = {
-            "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
-            "body": "CONCAT(body, '-', seq)",
-            "next_run": "next_run + INTERVAL (seq % 300) SECOND",
-            "next_sched": "next_sched + INTERVAL (seq % 300) SECOND",
-        }
-        names = ", ".join(f"`{c}`" for c in columns)
-        values = ", ".join(made.get(c, f"`{c}`") for c in columns)
-        table = store.table.name
-        with store.engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"INSERT INTO `{table}` ({names}) SELECT {values} FROM `{table}` "
-                    f"CROSS JOIN seq_1_to_{copies} LIMIT {jobs - seed}"
-                )
-            )
-    return time.perf_counter() - started
 
 
 def timed(get: Callable[[str], Any], url: str, count: int, pause: float) -> list[float]:

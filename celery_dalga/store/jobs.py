@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, select, tuple_, update
+from sqlalchemy import Select, Table, and_, func, or_, select, update
 from sqlalchemy import delete as delete_rows
 from sqlalchemy.engine import Connection
 
@@ -52,11 +52,34 @@ def page(
     parent_key: str | None = None,
 ) -> list[Job]:
     """A page of jobs, optionally only those with this path (or path prefix, or parent),
-    in insert order (by id) or in next-sched order (by next_sched, then id), after the
-    keyset `after`: the last job's (id,) or (next_sched, id) on the page before."""
-    t = db.table
-    keys = (t.c.id,) if sort_by == "insert-order" else (t.c.next_sched, t.c.id)
-    query = select(t).order_by(*(k.desc() if reverse else k for k in keys)).limit(limit)
+    after the keyset `after` of the last job on the page before: in insert order, its (id,);
+    in next-sched order, its (next_sched, id), the jobs without a next_sched (dependent
+    ones) first, by id; with a path prefix (the UI's search), by path, its (path, id)."""
+    jobs: list[Job] = []
+    with db.engine.connect() as conn:
+        for query in listing(
+            db.table, path, sort_by, reverse, after, limit, path_prefix, parent_key
+        ):
+            jobs += [job_of(r._mapping) for r in conn.execute(query.limit(limit - len(jobs)))]
+            if len(jobs) == limit:
+                break
+    return jobs
+
+
+def listing(
+    t: Table,
+    path: str | None = None,
+    sort_by: str = "insert-order",
+    reverse: bool = False,
+    after: tuple[Any, ...] | None = None,
+    limit: int = 100,
+    path_prefix: str | None = None,
+    parent_key: str | None = None,
+) -> list[Select]:
+    """The statements of page(), run in turn until the page is full: each walks an index
+    (the primary key, (path, id), (next_sched, id) or (path, next_sched, id)) from the
+    keyset on, in its order, and stops after `limit` rows."""
+    query = select(t).limit(limit)
     if path is not None:
         query = query.where(t.c.path == path)
     if path_prefix:
@@ -64,12 +87,40 @@ def page(
         query = query.where(t.c.path.like(escaped + "%", escape="!"))
     if parent_key is not None:
         query = query.where(t.c.parent_key == parent_key)
+    segments: list[tuple[tuple[Any, ...], list[Any]]]  # each one's keys and conditions
+    if path_prefix:
+        segments = [((t.c.path, t.c.id), [])]
+    elif sort_by == "insert-order":
+        segments = [((t.c.id,), [])]
+    else:
+        untimed = ((t.c.id,), [t.c.next_sched.is_(None)])
+        timed = ((t.c.next_sched, t.c.id), [t.c.next_sched.is_not(None)])
+        segments = [timed, untimed] if reverse else [untimed, timed]
     if after is not None:
         last = tuple(naive(v) if isinstance(v, datetime) else v for v in after)
-        row = tuple_(*keys)
-        query = query.where(row < last if reverse else row > last)
-    with db.engine.connect() as conn:
-        return [job_of(r._mapping) for r in conn.execute(query)]
+        if len(segments) == 2:  # the keyset's segment and those after it
+            untimed_last = last[0] is None
+            segments = segments[int(untimed_last == reverse) :]
+            last = last[1:] if untimed_last else last
+        keys, conditions = segments[0]
+        segments[0] = (keys, [*conditions, _beyond(keys, last, reverse)])
+    return [
+        query.where(*conditions).order_by(*(k.desc() if reverse else k for k in keys))
+        for keys, conditions in segments
+    ]
+
+
+def _beyond(keys: tuple[Any, ...], last: tuple[Any, ...], reverse: bool) -> Any:
+    """keys > last (< in reverse) as `k1 >= x1 AND (k1 > x1 OR rest > ...)`: a range an index
+    on the keys starts at (MariaDB walks a whole index for the row comparison (k1, k2) > (x1,
+    x2))."""
+    first, *rest = keys
+    value, *more = last
+    past = first < value if reverse else first > value
+    if not rest:
+        return past
+    at_least = first <= value if reverse else first >= value
+    return and_(at_least, or_(past, _beyond(tuple(rest), tuple(more), reverse)))
 
 
 @rerun_transient
