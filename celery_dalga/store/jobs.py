@@ -90,9 +90,15 @@ def listing(
     segments: list[tuple[tuple[Any, ...], list[Any]]]  # each one's keys and conditions
     if path_prefix:
         segments = [((t.c.path, t.c.id), [])]
+        index = f"ix_{t.name}_path_id"
+    elif parent_key is not None:
+        segments = [((t.c.id,), [])]
+        index = f"ix_{t.name}_parent_key"
     elif sort_by == "insert-order":
         segments = [((t.c.id,), [])]
+        index = f"ix_{t.name}_path_id" if path is not None else "PRIMARY"
     else:
+        index = f"ix_{t.name}_{'path_' if path is not None else ''}next_sched_id"
         untimed = ((t.c.id,), [t.c.next_sched.is_(None)])
         timed = ((t.c.next_sched, t.c.id), [t.c.next_sched.is_not(None)])
         segments = [timed, untimed] if reverse else [untimed, timed]
@@ -104,6 +110,10 @@ def listing(
             last = last[1:] if untimed_last else last
         keys, conditions = segments[0]
         segments[0] = (keys, [*conditions, _beyond(keys, last, reverse)])
+    # MariaDB's optimizer may walk the primary key for ORDER BY id LIMIT, or sort a path's
+    # jobs read by another index: every statement names its index
+    hint = f"FORCE INDEX (`{index}`)"
+    query = query.with_hint(t, hint, "mysql").with_hint(t, hint, "mariadb")
     return [
         query.where(*conditions).order_by(*(k.desc() if reverse else k for k in keys))
         for keys, conditions in segments
@@ -111,16 +121,17 @@ def listing(
 
 
 def _beyond(keys: tuple[Any, ...], last: tuple[Any, ...], reverse: bool) -> Any:
-    """keys > last (< in reverse) as `k1 >= x1 AND (k1 > x1 OR rest > ...)`: a range an index
-    on the keys starts at (MariaDB walks a whole index for the row comparison (k1, k2) > (x1,
-    x2))."""
+    """keys > last (< in reverse), as `k1 >= x1 AND (k1 > x1 OR k1 = x1 AND rest > ...)`: a
+    range an index on the keys starts at, on every database (MariaDB walks a whole index for
+    the row comparison (k1, k2) > (x1, x2), and scans every k1 = x1 for `k1 > x1 OR k2 > x2`)."""
     first, *rest = keys
     value, *more = last
     past = first < value if reverse else first > value
     if not rest:
         return past
     at_least = first <= value if reverse else first >= value
-    return and_(at_least, or_(past, _beyond(tuple(rest), tuple(more), reverse)))
+    tie = and_(first == value, _beyond(tuple(rest), tuple(more), reverse))
+    return and_(at_least, or_(past, tie))
 
 
 @rerun_transient

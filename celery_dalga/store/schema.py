@@ -212,9 +212,5 @@ def check_tables(engine: Engine, jobs: Table) -> None:
             raise TableError(
                 f"table {table.name!r} lacks columns of this version: run `dalga create-table`"
             )
-    if missing_indexes(engine, jobs):
-        log.warning(
-            "table %r lacks indexes of this version (listings walk more rows): "
-            "run `dalga create-table`",
-            name,
-        )
+    if missing_indexes(engine, jobs):  # the listings name them (store.jobs.listing)
+        raise TableError(f"table {name!r} lacks indexes of this version: run `dalga create-table`")
