@@ -17,14 +17,10 @@ Flask's test client (the server's own time, no HTTP). The table is dropped after
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -33,34 +29,22 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
-from bench.common import REDIS, code_of, database, fill, record, source_env  # noqa: E402
+from bench.common import (  # noqa: E402
+    REDIS,
+    code_of,
+    database,
+    figures,
+    fill,
+    record,
+    source_env,
+    timed,
+)
 from celery_dalga import process  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
 from webapi import create_app  # noqa: E402
 
 ROUTES = ("status", "metrics", "openapi.json")
-
-
-def timed(get: Callable[[str], Any], url: str, count: int, pause: float) -> list[float]:
-    """Seconds each of `count` GETs of url, `pause` seconds apart, took, sorted."""
-    took = []
-    for _ in range(count):
-        started = time.perf_counter()
-        resp = get(url)
-        took.append(time.perf_counter() - started)
-        assert resp.status_code == 200, resp.status_code
-        time.sleep(pause)
-    return sorted(took)
-
-
-def figures(route: str, took: list[float]) -> dict:
-    name = route.replace(".json", "")
-    return {
-        f"{name}_p50_ms": round(statistics.median(took) * 1000, 2),
-        f"{name}_p99_ms": round(took[max(0, int(len(took) * 0.99) - 1)] * 1000, 2),
-        f"{name}_max_ms": round(took[-1] * 1000, 2),
-    }
 
 
 def run(args: argparse.Namespace, source: str | None) -> dict:
