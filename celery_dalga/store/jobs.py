@@ -58,7 +58,15 @@ def page(
     jobs: list[Job] = []
     with db.engine.connect() as conn:
         for query in listing(
-            db.table, path, sort_by, reverse, after, limit, path_prefix, parent_key
+            db.table,
+            path,
+            sort_by,
+            reverse,
+            after,
+            limit,
+            path_prefix,
+            parent_key,
+            conn.dialect.name,
         ):
             jobs += [job_of(r._mapping) for r in conn.execute(query.limit(limit - len(jobs)))]
             if len(jobs) == limit:
@@ -75,48 +83,56 @@ def listing(
     limit: int = 100,
     path_prefix: str | None = None,
     parent_key: str | None = None,
+    dialect: str = "mariadb",
 ) -> list[Select]:
     """The statements of page(), run in turn until the page is full: each walks an index
     (the primary key, (path, id), (next_sched, id) or (path, next_sched, id)) from the
-    keyset on, in its order, and stops after `limit` rows."""
+    keyset on, in its order, and stops after `limit` rows, on the `dialect` (its name)."""
     query = select(t).limit(limit)
     if path is not None:
         query = query.where(t.c.path == path)
     if path_prefix:
         escaped = path_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-        query = query.where(t.c.path.like(escaped + "%", escape="!"))
+        # the bound starts the index walk at the prefix where LIKE's own range does not
+        # (SQLite, and PostgreSQL under a collation other than C)
+        query = query.where(t.c.path.like(escaped + "%", escape="!"), t.c.path >= path_prefix)
     if parent_key is not None:
         query = query.where(t.c.parent_key == parent_key)
-    segments: list[tuple[tuple[Any, ...], list[Any]]]  # each one's keys and conditions
+    # each statement's keyset, its order and its conditions; the untimed jobs' order is the
+    # index's on PostgreSQL, which sorts them for ORDER BY id, and id on MariaDB, which sorts
+    # them for ORDER BY next_sched, id
+    segments: list[tuple[tuple[Any, ...], tuple[Any, ...], list[Any]]]
     if path_prefix:
-        segments = [((t.c.path, t.c.id), [])]
+        segments = [((t.c.path, t.c.id), (t.c.path, t.c.id), [])]
         index = f"ix_{t.name}_path_id"
     elif parent_key is not None:
-        segments = [((t.c.id,), [])]
+        segments = [((t.c.id,), (t.c.id,), [])]
         index = f"ix_{t.name}_parent_key"
     elif sort_by == "insert-order":
-        segments = [((t.c.id,), [])]
+        segments = [((t.c.id,), (t.c.id,), [])]
         index = f"ix_{t.name}_path_id" if path is not None else "PRIMARY"
     else:
         index = f"ix_{t.name}_{'path_' if path is not None else ''}next_sched_id"
-        untimed = ((t.c.id,), [t.c.next_sched.is_(None)])
-        timed = ((t.c.next_sched, t.c.id), [t.c.next_sched.is_not(None)])
-        segments = [timed, untimed] if reverse else [untimed, timed]
+        timed = (t.c.next_sched, t.c.id)
+        by = timed if dialect == "postgresql" else (t.c.id,)
+        untimed = ((t.c.id,), by, [t.c.next_sched.is_(None)])
+        timed_ = (timed, timed, [t.c.next_sched.is_not(None)])
+        segments = [timed_, untimed] if reverse else [untimed, timed_]
     if after is not None:
         last = tuple(naive(v) if isinstance(v, datetime) else v for v in after)
         if len(segments) == 2:  # the keyset's segment and those after it
             untimed_last = last[0] is None
             segments = segments[int(untimed_last == reverse) :]
             last = last[1:] if untimed_last else last
-        keys, conditions = segments[0]
-        segments[0] = (keys, [*conditions, _beyond(keys, last, reverse)])
+        keys, order, conditions = segments[0]
+        segments[0] = (keys, order, [*conditions, _beyond(keys, last, reverse)])
     # MariaDB's optimizer may walk the primary key for ORDER BY id LIMIT, or sort a path's
     # jobs read by another index: every statement names its index
     hint = f"FORCE INDEX (`{index}`)"
     query = query.with_hint(t, hint, "mysql").with_hint(t, hint, "mariadb")
     return [
-        query.where(*conditions).order_by(*(k.desc() if reverse else k for k in keys))
-        for keys, conditions in segments
+        query.where(*conditions).order_by(*(k.desc() if reverse else k for k in order))
+        for _, order, conditions in segments
     ]
 
 

@@ -141,7 +141,7 @@ def test_each_listing_statement_walks_an_index_and_stops_at_the_page(filled):
     checked = 0
     with filled.engine.connect() as conn:
         for form, after in forms(filled):
-            for query in listing(t, after=after, limit=LIMIT, **form):
+            for query in listing(t, after=after, limit=LIMIT, dialect=conn.dialect.name, **form):
                 sql = str(
                     query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
                 )
