@@ -10,7 +10,8 @@ one second; then 3 jobs under rare/), made by the checkout's own `dalga create-t
 served by its `dalga web`, and times from one client, `--requests` GETs each (p50, p99, max
 in ms): GET /jobs's first page and the pages 10%, 50% and 90% deep (by `after` in insert
 order, by Dalga's cursor in next-sched order), each order forward and reverse, with and
-without a path; and each of `--pages` of the UI. The table is dropped afterwards.
+without a path; and each of `--pages` of the UI. A route stops after `--budget` seconds (3
+requests at least: the slow routes of an earlier checkout). The table is dropped afterwards.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace, source: str | None) -> dict:
         session = requests.Session()
         for label, url in tqdm(urls.items(), desc="routes", file=sys.stderr):
             session.get(base + url, timeout=120)  # warm
-            out.update(figures(label, timed(session.get, base + url, args.requests, 0.0)))
+            took = timed(session.get, base + url, args.requests, 0.0, args.budget)
+            out.update(figures(label, took), **{f"{label}_requests": len(took)})
     return out
 
 
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--sources", nargs="+", default=["."], help="checkouts to run, in turn")
+    parser.add_argument("--budget", type=float, default=10.0, help="seconds a route at most")
     parser.add_argument("--pages", nargs="+", default=PAGES, help="the UI's pages to time")
     parser.add_argument("--quick", action="store_true", help="100k jobs, 10 requests")
     args = parser.parse_args()
