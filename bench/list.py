@@ -34,14 +34,15 @@ from celery_dalga.spec import parse_spec  # noqa: E402
 from celery_dalga.wire import Cursor  # noqa: E402
 
 PATH = "feed/7"  # the path of the listings with one: a hundredth of the jobs
+SEARCH = "feed/"  # the search that finds many: half the jobs
 DEPTHS = (0.1, 0.5, 0.9)
 LIMIT = 100
 PAGES = [  # the UI's pages; {deep_id}, {deep_path}, {job_path}, {job_body} are filled in
     "/ui/jobs",
-    "/ui/jobs?q=feed/",
+    f"/ui/jobs?q={SEARCH}",
     "/ui/jobs?q=rare/",
     "/ui/jobs?after={deep_id}",
-    "/ui/jobs?q=feed/&after={deep_id}&after_path={deep_path}",
+    f"/ui/jobs?q={SEARCH}&after={{deep_id}}&after_path={{deep_path}}",
     "/ui/job?path={job_path}&body={job_body}",
     "/ui/status",
     "/ui/jobs/new",
@@ -86,11 +87,13 @@ def listing_urls(store, jobs: int) -> dict[str, str]:
 
 
 def ui_urls(store, pages: list[str]) -> dict[str, str]:
-    """The UI's pages with a job half way in and its path filled in."""
+    """The UI's pages with a job half way in whose path the many-jobs search finds."""
     t = store.table
     with store.engine.connect() as conn:
         half = conn.execute(select(func.max(t.c.id))).scalar() // 2
-        deep = conn.execute(select(t).where(t.c.id >= half).limit(1)).first()
+        deep = conn.execute(
+            select(t).where(t.c.id >= half, t.c.path.like(SEARCH + "%")).limit(1)
+        ).first()
     values = {"deep_id": deep.id, "deep_path": deep.path, "job_path": deep.path}
     values["job_body"] = deep.body
     return {page: page.format(**values) for page in pages}

@@ -11,6 +11,7 @@ import pytest
 from helpers import spec
 from sqlalchemy import func, select, text
 
+from celery_dalga.store import TableError
 from celery_dalga.store.jobs import listing
 from celery_dalga.wire import Cursor
 
@@ -160,3 +161,19 @@ def test_each_listing_statement_walks_an_index_and_stops_at_the_page(filled):
                 assert rows and max(rows) <= LIMIT, where
                 checked += 1
     assert checked == 31
+
+
+def test_a_table_without_the_listing_indexes_gains_them_in_place(store):
+    """A table of an earlier version: check_table asks for `dalga create-table`, which builds
+    the indexes and keeps the jobs."""
+    store.put(spec(interval="60"))
+    t = store.table.name
+    with store.engine.begin() as conn:
+        for index in ("next_sched_id", "path_next_sched_id"):
+            on = f" ON {t}" if store.engine.dialect.name in ("mysql", "mariadb") else ""
+            conn.execute(text(f"DROP INDEX ix_{t}_{index}{on}"))
+    with pytest.raises(TableError, match="lacks indexes"):
+        store.check_table()
+    store.create_table()
+    store.check_table()
+    assert [j.body for j in store.page(sort_by="next-sched", path="feeds")] == ["1"]
