@@ -212,7 +212,9 @@ def api_side_by_side(args: argparse.Namespace, apiload: Path, dalga: Path | None
 
 def pair(both: list[dict], key: str, scale: float = 1) -> str:
     """`key`'s figure (times `scale`, 3 digits) of ours, then of Dalga when there is one."""
-    return " / ".join(f"{o[key] * scale:.3g}" for o in both)
+    return " / ".join(
+        f"{o[key] * scale:.0f}" if o[key] * scale >= 100 else f"{o[key] * scale:.3g}" for o in both
+    )
 
 
 def table(lines: list[dict]) -> str:
