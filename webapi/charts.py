@@ -75,7 +75,7 @@ def bars(
                 f'<rect class="o-{escape(key)}" x="{x:.2f}" y="{y:.2f}" '
                 f'width="{max(width - 0.4, 0.6):.2f}" height="{h:.2f}"/>'
             )
-        body.append(f"<g><title>{when}: {parts} {unit}</title>{''.join(rects)}</g>")
+        body.append(f"<g><title>{when}: {parts}</title>{''.join(rects)}</g>")
     if top:
         peak = totals.index(top)
         x = min(max(LEFT + (peak + 0.5) * width, LEFT + 60), WIDTH - RIGHT - 60)
