@@ -203,3 +203,12 @@ def test_a_real_worker_s_deliveries_show_by_outcome_with_their_lateness(make_sta
     minutes = [m for m in stack.api.get("/load").get_json()["callbacks_per_minute"] if m["total"]]
     assert sum(m["outcomes"].get("deleted", 0) for m in minutes) == 20
     assert all(0 < m["lateness_p50"] <= m["lateness_p99"] < 60 for m in minutes)
+
+
+def test_openapi_describes_load_and_spread(api):
+    paths = api.get("/openapi.json").get_json()["paths"]
+    schema = paths["/load"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    answer = api.get("/load").get_json()
+    assert set(schema["required"]) <= set(answer) and set(answer) <= set(schema["properties"])
+    (prefix,) = paths["/spread"]["post"]["parameters"]
+    assert prefix["name"] == "path-prefix" and prefix["required"]
