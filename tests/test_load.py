@@ -212,3 +212,15 @@ def test_openapi_describes_load_and_spread(api):
     assert set(schema["required"]) <= set(answer) and set(answer) <= set(schema["properties"])
     (prefix,) = paths["/spread"]["post"]["parameters"]
     assert prefix["name"] == "path-prefix" and prefix["required"]
+
+
+def test_a_stopping_process_writes_its_tally(api):
+    from celery_dalga import process
+    from celery_dalga.runs import Attempt
+
+    api.put("/jobs/feeds/1?interval=60&immediate=true")
+    (run,) = api.store.claim(1)
+    api.store.settle([Attempt(run, 200, "HTTP 200", 0.0)])
+    assert api.store.load()["callbacks_by_outcome"] == {}
+    process.stop()
+    assert api.store.load()["callbacks_by_outcome"] == {"done": 1}

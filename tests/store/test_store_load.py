@@ -10,12 +10,12 @@ from datetime import timedelta
 
 import pytest
 from helpers import spec
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from celery_dalga import load
 from celery_dalga.runs import Attempt
-from celery_dalga.store import Store
+from celery_dalga.store import Store, TableError
 
 
 def settle(store, runs, status, clock, late):
@@ -203,3 +203,17 @@ def test_a_spread_racing_claims_never_moves_a_claimed_row(store, clock):
     assert all(r.next_run == lease_end for r in rows if r.token)
     assert all(start <= r.next_run < start + timedelta(seconds=1000) for r in rows if not r.token)
     assert counts["moved"] + counts["skipped"] == 300
+
+
+def test_the_load_table_is_created_and_dropped_with_the_others(store):
+    name = f"{store.table.name}_load"
+    assert inspect(store.engine).has_table(name)
+    store.check_table()
+    store.loads.drop(store.engine)
+    with pytest.raises(TableError, match="_load"):
+        store.check_table()
+    store.create_table()  # an earlier version's tables gain it
+    assert inspect(store.engine).has_table(name)
+    store.drop_table()
+    assert not inspect(store.engine).has_table(name)
+    store.create_table()  # for the fixture's own drop
