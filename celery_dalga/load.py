@@ -16,6 +16,7 @@ import math
 import os
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,7 +70,7 @@ class Tally:
     first add() hands the rows to `write` every FLUSH_SECONDS (rows it fails to write are
     kept for the next time), and flush() writes them at once (at shutdown). `shard` names
     this process's rows, so processes never write the same row; a forked child draws its
-    own and starts its own thread."""
+    own, starts its own thread and forgets its parent's rows."""
 
     def __init__(self, write: Callable[[int, list[Row]], None], every: float = FLUSH_SECONDS):
         self.write = write
@@ -78,7 +79,6 @@ class Tally:
         self.rows: dict[tuple[datetime, str], list[int]] = {}
         self.pid = -1
         self.shard = 0
-        self.stopped = threading.Event()
 
     def add(self, settled: Iterable[tuple[datetime, str, float]]) -> None:
         """Count runs settled: (when, outcome, lateness in seconds) each."""
@@ -110,15 +110,14 @@ class Tally:
         return len(taken)
 
     def _start(self) -> None:
-        """A new shard and flushing thread for this process (under the lock)."""
-        self.pid, self.shard = os.getpid(), secrets.randbits(31)
-        self.stopped = threading.Event()
-        threading.Thread(
-            target=self._run, args=(self.stopped,), name="dalga-load", daemon=True
-        ).start()
+        """A new shard and flushing thread for this process (under the lock); a forked
+        child drops the rows it inherited (its parent writes them)."""
+        self.pid, self.shard, self.rows = os.getpid(), secrets.randbits(31), {}
+        threading.Thread(target=self._run, name="dalga-load", daemon=True).start()
 
-    def _run(self, stopped: threading.Event) -> None:
-        while not stopped.wait(self.every):
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every)
             try:
                 self.flush()
             except Exception as exc:  # the rows stay; the next flush tries again

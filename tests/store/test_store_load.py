@@ -217,3 +217,26 @@ def test_the_load_table_is_created_and_dropped_with_the_others(store):
     store.drop_table()
     assert not inspect(store.engine).has_table(name)
     store.create_table()  # for the fixture's own drop
+
+
+def test_a_forked_child_tallies_apart_from_its_parent(store, clock):
+    """The child counts under a shard of its own, and writes none of its parent's counts."""
+    import os
+
+    store.put(spec("feeds", "1", interval="60", immediate="true"))
+    settle(store, store.claim(1), 200, clock, 0.1)  # the parent's, not written yet
+    pid = os.fork()
+    if pid == 0:  # the child: one settle of its own, written, then gone
+        code = 1
+        try:
+            store.engine.dispose(close=False)
+            store.put(spec("feeds", "2", interval="60", immediate="true"))
+            settle(store, store.claim(1), 200, clock, 0.1)
+            code = 0 if store.flush_load() == 1 else 1
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    store.flush_load()
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(store.loads.c.shard, store.loads.c.count)).all()
+    assert sorted(count for _, count in rows) == [1, 1] and len({s for s, _ in rows}) == 2
