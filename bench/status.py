@@ -45,8 +45,9 @@ SEED = 1000  # jobs written through the store, the rest copied from them
 ROUTES = ("status", "metrics", "openapi.json")
 
 
-def fill(store, jobs: int) -> float:
-    """Write `jobs` jobs (path "bench", interval 300 s) into the empty table; seconds taken."""
+def fill(store, jobs: int, over: int = 300) -> float:
+    """Write `jobs` jobs (path "bench", interval 300 s) into the empty table, their next runs
+    spread over `over` seconds (1: all due in one second); seconds taken."""
     started = time.perf_counter()
     seed = min(SEED, jobs)
     store.put_many([parse_spec("bench", str(i), {"interval": "300"}) for i in range(seed)])
@@ -56,8 +57,8 @@ def fill(store, jobs: int) -> float:
         made = {
             "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
             "body": "CONCAT(body, '-', seq)",
-            "next_run": "next_run + INTERVAL (seq % 300) SECOND",
-            "next_sched": "next_sched + INTERVAL (seq % 300) SECOND",
+            "next_run": f"next_run + INTERVAL (seq % {over}) SECOND",
+            "next_sched": f"next_sched + INTERVAL (seq % {over}) SECOND",
         }
         names = ", ".join(f"`{c}`" for c in columns)
         values = ", ".join(made.get(c, f"`{c}`") for c in columns)
