@@ -114,7 +114,9 @@ def main() -> None:
             if profile:
                 profile.enable()
             for i in range(n):
-                answer = client.open(f"{prefix}{i}?{query}" if query else f"{prefix}{i}", method=method)
+                answer = client.open(
+                    f"{prefix}{i}?{query}" if query else f"{prefix}{i}", method=method
+                )
                 if answer.status_code >= 300:
                     raise SystemExit(f"{label}: {answer.status_code} {answer.get_data(True)}")
             if profile:
