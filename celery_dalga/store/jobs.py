@@ -115,8 +115,20 @@ def set_enabled(
             return None
         job = job_of(row)
         values = stored(protocol.on_enabled(job, enabled, db.now(conn), policy))
-        conn.execute(update(t).where(t.c.id == job.id).values(values))
+        conn.execute(_set_by_id(t, tuple(values)), {"row_id": job.id, **_prefixed(values)})
         return job_of({**row, **values})  # the row is locked: it is what was written
+
+
+@lru_cache(maxsize=32)
+def _set_by_id(jobs: Table, names: tuple[str, ...]) -> Any:
+    """The UPDATE of the columns `names` of a job by its id, built once per table and set of
+    columns (their values bound as new_<name>)."""
+    changes = {name: bindparam(f"new_{name}") for name in names}
+    return update(jobs).where(jobs.c.id == bindparam("row_id")).values(changes)
+
+
+def _prefixed(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"new_{name}": value for name, value in values.items()}
 
 
 @rerun_transient
