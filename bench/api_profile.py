@@ -4,6 +4,7 @@
 
     python bench/api_profile.py --requests 2000
     python bench/api_profile.py --requests 2000 --top 25   # and the top functions of each
+    python bench/api_profile.py --requests 2000 --group 16  # what group commit could save
 
 Each kind runs twice: once timed (wall and CPU of this process per request, SQL round trips
 per request), once under cProfile, whose own time per function is summed by where the
@@ -70,10 +71,41 @@ def kinds() -> list[tuple[str, str, str]]:
     ]
 
 
+def group_bound(store, n: int, group: int) -> None:
+    """Wall and CPU a PUT through the store, one transaction each vs `group` a transaction
+    (the same statement per job, one COMMIT a group)."""
+    from celery_dalga.spec import parse_spec
+    from celery_dalga.store.rows import new_row
+    from celery_dalga.store.scheduling import _put_returning
+
+    for label in ("one transaction a PUT", f"{group} PUTs a transaction"):
+        specs = [parse_spec(label[:3], str(i), {"interval": "300"}) for i in range(n)]  # new jobs
+        wall, cpu = time.perf_counter(), time.process_time()
+        if label.startswith("one"):
+            for spec in specs:
+                store.put(spec)
+        else:
+            statement = _put_returning(store.table, store.engine.dialect)
+            for start in range(0, n, group):
+                with store.engine.begin() as conn:
+                    for spec in specs[start : start + group]:
+                        now = store.now()
+                        conn.execute(statement, new_row(spec, spec.first_sched(now), now)).one()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(f"  {label:24} wall {wall / n * 1e3:.3f} ms  CPU {cpu / n * 1e3:.3f} ms a PUT")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--top", type=int, default=0, help="also print the top functions")
+    parser.add_argument(
+        "--group",
+        type=int,
+        default=0,
+        help="only compare PUTs through the store one transaction each with groups of this "
+        "many in one transaction (the most group commit could save, before its hand-over)",
+    )
     args = parser.parse_args()
 
     from webapi import create_app
@@ -83,6 +115,11 @@ def main() -> None:
     store = store_for(settings)
     store.drop_table()
     store.create_table()
+    if args.group:
+        group_bound(store, args.requests, args.group)
+        stop()
+        store.drop_table()
+        return
     app = create_app(settings)
     client = app.test_client()
     trips = Counter()
