@@ -123,7 +123,7 @@ def set_enabled(
 def _set_by_id(jobs: Table, names: tuple[str, ...]) -> Any:
     """The UPDATE of the columns `names` of a job by its id, built once per table and set of
     columns (their values bound as new_<name>)."""
-    changes = {name: bindparam(f"new_{name}") for name in names}
+    changes: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
     return update(jobs).where(jobs.c.id == bindparam("row_id")).values(changes)
 
 
