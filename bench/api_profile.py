@@ -27,7 +27,7 @@ from sqlalchemy import event
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from bench.common import database  # noqa: E402
+from bench.common import code_of, database, record  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import stop, store_for  # noqa: E402
 
@@ -78,6 +78,7 @@ def group_bound(store, n: int, group: int) -> None:
     from celery_dalga.store.rows import new_row
     from celery_dalga.store.scheduling import _put_returning
 
+    figures = {}
     for label in ("one transaction a PUT", f"{group} PUTs a transaction"):
         specs = [parse_spec(label[:3], str(i), {"interval": "300"}) for i in range(n)]  # new jobs
         wall, cpu = time.perf_counter(), time.process_time()
@@ -93,6 +94,8 @@ def group_bound(store, n: int, group: int) -> None:
                         conn.execute(statement, new_row(spec, spec.first_sched(now), now)).one()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         print(f"  {label:24} wall {wall / n * 1e3:.3f} ms  CPU {cpu / n * 1e3:.3f} ms a PUT")
+        figures[label] = {"wall_ms": round(wall / n * 1e3, 3), "cpu_ms": round(cpu / n * 1e3, 3)}
+    record("api_profile", {"code": code_of(None), "requests": n, "group": group, **figures})
 
 
 def main() -> None:
@@ -186,6 +189,21 @@ def main() -> None:
             f"{counted.get('statements', 0) / n:11.2f} {counted.get('commits', 0) / n:8.2f} "
             f"{counted.get('rollbacks', 0) / n:10.2f} {counted.get('resets', 0) / n:12.2f}"
         )
+    record(
+        "api_profile",
+        {
+            "code": code_of(None),
+            "requests": n,
+            **{
+                label: {
+                    "wall_ms": round(wall * 1e3, 3),
+                    "cpu_ms": round(cpu * 1e3, 3),
+                    **{k: round(v / n, 2) for k, v in counted.items()},
+                }
+                for label, wall, cpu, counted in rows
+            },
+        },
+    )
     stop()
     store.drop_table()
 
