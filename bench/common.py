@@ -64,11 +64,13 @@ def record(bench: str, figures: dict) -> None:
 SEED = 1000  # jobs a fill writes through the store, the rest copied from them
 
 
-def fill(store, jobs: int, path: Callable[[int], str] = lambda i: "bench") -> float:
+def fill(
+    store, jobs: int, path: Callable[[int], str] = lambda i: "bench", over: int = 300
+) -> float:
     """Write `jobs` jobs (interval 300 s) into the empty MariaDB table, the i-th of the first
     1,000 with path(i) and the rest copied from them by one INSERT ... SELECT over MariaDB's
-    sequence engine, their next runs spread over the interval (whole seconds apart, so many
-    share one); seconds taken."""
+    sequence engine, their next runs spread over `over` seconds (whole seconds apart, so many
+    share one; 1: all due in one second); seconds taken."""
     from celery_dalga.spec import parse_spec
 
     started = time.perf_counter()
@@ -80,8 +82,8 @@ def fill(store, jobs: int, path: Callable[[int], str] = lambda i: "bench") -> fl
         made = {
             "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
             "body": "CONCAT(body, '-', seq)",
-            "next_run": "next_run + INTERVAL (seq % 300) SECOND",
-            "next_sched": "next_sched + INTERVAL (seq % 300) SECOND",
+            "next_run": f"next_run + INTERVAL (seq % {over}) SECOND",
+            "next_sched": f"next_sched + INTERVAL (seq % {over}) SECOND",
         }
         names = ", ".join(f"`{c}`" for c in columns)
         values = ", ".join(made.get(c, f"`{c}`") for c in columns)
@@ -183,10 +185,12 @@ def source_env(source: str | None) -> dict[str, str]:
 
 
 def code_of(source: str | None) -> str:
-    """The commit of a checkout (this one when None), for the record."""
+    """The commit of a checkout (this one when None), for the record; "+changes" when its
+    files differ from it (bench/results/, which runs append to, does not count)."""
     where = source or str(ROOT)
     out = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True)
-    dirty = subprocess.run(["git", "-C", where, "diff", "--quiet", "HEAD"]).returncode
+    unchanged = ["git", "-C", where, "diff", "--quiet", "HEAD", "--", ".", ":!bench/results"]
+    dirty = subprocess.run(unchanged).returncode
     return out.stdout.decode().strip() + ("+changes" if dirty else "")
 
 

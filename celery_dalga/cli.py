@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from celery_dalga import __version__
 from celery_dalga.config import ConfigError, Settings, load_settings, redacted
 from celery_dalga.process import store_for
 from celery_dalga.store import TableError
+from celery_dalga.webprocs import MAX_PROCESSES
 
 log = logging.getLogger("celery_dalga.cli")
 # The RabbitMQ-era Dalga's flags (Nov 2014): -mysql-host and so on, read as the sections of
@@ -83,7 +85,14 @@ def parser() -> argparse.ArgumentParser:
     options = [_common(False)]
     sub = p.add_subparsers(dest="command")
     sub.add_parser("create-table", parents=options, help="create the tables if they are missing")
-    sub.add_parser("web", parents=options, help="serve the HTTP API only")
+    web = sub.add_parser("web", parents=options, help="serve the HTTP API only")
+    web.add_argument(
+        "--processes",
+        type=_process_count,
+        default=1,
+        help="web processes accepting on one socket, each with its own database connections "
+        f"(1 to {MAX_PROCESSES}; default 1)",
+    )
     load = sub.add_parser("import", parents=options, help="schedule the jobs of a file")
     load.add_argument("file", help="JSON lines or CSV; - for standard input")
     load.add_argument("--format", choices=["jsonl", "csv"], help="default: from the file name")
@@ -101,22 +110,50 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def serve_web(settings: Settings):
-    """A waitress server for the API, created but not yet running. The app answers a body
-    over its limit with a 413; waitress refuses one far over it before reading it."""
+def _process_count(text: str) -> int:
+    """--processes: a whole number from 1 to MAX_PROCESSES."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number") from None
+    if not 1 <= count <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PROCESSES}")
+    return count
+
+
+def serve_web(settings: Settings, sockets: list[socket.socket] | None = None):
+    """A waitress server for the API, created but not yet running, listening on the settings'
+    host and port or accepting on `sockets`. The app answers a body over its limit with a 413;
+    waitress refuses one far over it before reading it."""
     from waitress import create_server  # type: ignore[attr-defined]
 
     from webapi import create_app
     from webapi.auth import body_limit
 
+    where: dict[str, Any] = (
+        {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
+    )
     return create_server(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        **where,
         threads=8,
         ident="dalga",
         max_request_body_size=4 * max(body_limit(settings.max_body), settings.bulk_max_bytes),
     )
+
+
+def serve_processes(settings: Settings, count: int) -> int:
+    """`dalga web --processes N`: bind the socket, then serve from N processes (webprocs)."""
+    from celery_dalga.webprocs import listen, serve
+
+    try:
+        sock = listen(settings.host, settings.port)
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        print(f"dalga: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    serve(settings, count, sock)
+    return 0
 
 
 def run_all(settings: Settings, concurrency: int) -> None:
@@ -242,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return call_once(settings, args.path, args.body, args.app)
     if args.command == "web":
         signal.signal(signal.SIGTERM, _interrupt)
+        if args.processes > 1:
+            return serve_processes(settings, args.processes)
         server = serve_web(settings)
         log.info("API listening on http://%s:%s/", settings.host, settings.port)
         try:

@@ -11,6 +11,7 @@ import).
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from celery_dalga.config import Settings
 from celery_dalga.instances import Instance
 from celery_dalga.store import Store, make_engine
 
+log = logging.getLogger(__name__)
 STORES_KEPT = 8  # stores (each an engine and its pool) kept, the most recently used
 
 T = TypeVar("T")
@@ -104,7 +106,15 @@ def reset_after_fork() -> None:
 
 
 def stop() -> None:
-    """Deregister this process's instances (it is stopping)."""
+    """Write the runs this process settled to the load table, and deregister its instances
+    (it is stopping)."""
+    with _shared.lock:
+        stores = list(_shared.stores.values())
+    for store in stores:
+        try:
+            store.flush_load()
+        except Exception as exc:  # stopping goes on; those counts are lost
+            log.warning("load tally not written at stop: %s: %s", type(exc).__name__, exc)
     with _shared.registering:
         stopping = list(_shared.instances.values())
         _shared.instances.clear()

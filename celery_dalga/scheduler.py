@@ -85,11 +85,14 @@ class Scheduler(beat.Scheduler):
         return min(max(wait, self.settings.batch_window), self.max_interval)
 
     def prune_history(self) -> None:
-        """Forget attempts older than history_ttl, a chunk at most every PRUNE_EVERY."""
-        if self.settings.history_runs and time.monotonic() - self.pruned_at > PRUNE_EVERY:
+        """Forget attempts (and load rows) older than history_ttl, a chunk at most every
+        PRUNE_EVERY."""
+        if self.store and time.monotonic() - self.pruned_at > PRUNE_EVERY:
             self.pruned_at = time.monotonic()
-            if self.store and (pruned := self.store.prune_history()):
+            if self.settings.history_runs and (pruned := self.store.prune_history()):
                 log.info("forgot %d attempts older than the history's ttl", pruned)
+            if pruned := self.store.prune_load():
+                log.info("forgot %d load rows older than the history's ttl", pruned)
 
     def publish(self, runs: list[Run]) -> None:
         """Publish the runs as callback tasks, in one broker round trip where the broker allows

@@ -320,3 +320,16 @@ def randomized(now: datetime, nxt: datetime, factor: float) -> datetime:
     ±factor of itself (so a million jobs that ran together drift apart)."""
     wait = nxt - now
     return now + wait * random.uniform(1 - factor, 1 + factor) if factor else nxt
+
+
+def spread_span(interval: Duration) -> timedelta | None:
+    """The span a job of this interval is spread over once (POST /spread): its length;
+    None for years or months, which have no one length."""
+    if interval.years or interval.months:
+        return None
+    return interval.approx()
+
+
+def spread_at(start: datetime, span: timedelta, position: int, count: int) -> datetime:
+    """The position-th (from 0) of `count` instants evenly spaced in [start, start + span)."""
+    return start + span * (position % count) / count

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 SHARED = Path(os.environ.get("DALGA_TEST_SHARED", Path(__file__).parents[2] / "shared"))
 SOURCE = SHARED / "dalga-v4.0.1"
+SERVER_GO_MOD = SOURCE / "server" / "go.mod"  # the require and replace lines of any program
 TABLE_GO = SOURCE / "deps" / "dalga" / "internal" / "table" / "table.go"
 
 

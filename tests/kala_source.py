@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import functools
 import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 from dalga_source import SHARED, missing
+from go_build import go, go_build, scratch_go_mod
 from processes import Process, free_port, start, wait_http
 
 SOURCE = SHARED / "kala-4eb4f7a"
@@ -21,15 +19,10 @@ KALA = SOURCE / "kala"
 PROGRAM = Path(__file__).with_name("kala_real") / "main.go"
 
 
-def scratch_go_mod() -> str:
-    """The go.mod of a scratch module: kala/go.mod's require and replace lines
-    with the replace paths made absolute, Kala itself required from the shared folder, and a
-    Go version that has generics."""
-    text = (KALA / "go.mod").read_text()
-    text = text.replace("=> ../deps/", f"=> {SOURCE}/deps/")
-    text = re.sub(r"^module .*$", "module kalascratch", text, count=1, flags=re.M)
-    text = re.sub(r"^go 1\.\d+$", "go 1.19", text, count=1, flags=re.M)
-    return text + (
+def kala_go_mod() -> str:
+    """The go.mod of a scratch module: kala/go.mod's, with Kala itself required from the
+    shared folder."""
+    return scratch_go_mod(KALA / "go.mod", "kalascratch") + (
         "\nrequire github.com/ajvb/kala v0.0.0\n\nreplace github.com/ajvb/kala => " + f"{KALA}\n"
     )
 
@@ -48,32 +41,13 @@ def kala_server(basetemp: Path) -> Path:
 def _build(target: str, basetemp: Path) -> Path:
     """Build `target` (".": the program; else a main package of Kala) offline in a scratch
     module under the session's `basetemp`, with one Go build cache there; returns the binary."""
-    go = shutil.which("go")
-    if go is None:
+    if go() is None:
         missing("go is not installed (scripts/setup.sh dev installs golang-go)")
     if not (KALA / "go.mod").is_file():
         missing(f"Kala's source is not at {SOURCE}")
     work = basetemp / ("kala-program" if target == "." else "kala-server")
-    work.mkdir()
-    (work / "go.mod").write_text(scratch_go_mod())
-    if target == ".":
-        (work / "main.go").write_text(PROGRAM.read_text())
-    env = {
-        **os.environ,
-        "GOCACHE": str(basetemp / "kala-gocache"),
-        "GOPATH": str(basetemp / "kala-gopath"),
-        "GOFLAGS": "-mod=mod",
-        "GOPROXY": "off",
-        "GOSUMDB": "off",
-        "GOTOOLCHAIN": "local",
-        "GOWORK": "off",
-    }
-    built = work / "bin"
-    done = subprocess.run(
-        [go, "build", "-o", str(built), target], cwd=work, env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, f"go build {target} failed:\n{done.stdout}{done.stderr}"
-    return built
+    program = PROGRAM if target == "." else None
+    return go_build(work, kala_go_mod(), target, basetemp / "kala-go", program)
 
 
 def start_kala(binary: Path, work: Path) -> tuple[Process, str]:

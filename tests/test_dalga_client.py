@@ -8,14 +8,13 @@ a scratch module; without go or the source the tests skip, and under CI=true the
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from dalga_source import SOURCE, missing
+from dalga_source import SERVER_GO_MOD, SOURCE, missing
+from go_build import go, go_build, scratch_go_mod
 from helpers import settings_on, unique_table
 from processes import celery, dalga_env, free_port, start, stop, wait_http
 
@@ -25,41 +24,16 @@ PROGRAM = Path(__file__).with_name("dalga_real") / "main.go"
 DALGA = [sys.executable, "-m", "celery_dalga.cli"]
 
 
-def scratch_go_mod(source: Path) -> str:
-    """The go.mod of the scratch module: Dalga's server/go.mod (its require and replace
-    lines) with the replace paths made absolute, another module name and a Go version that
-    has generics."""
-    text = (source / "server" / "go.mod").read_text()
-    text = text.replace("=> ../deps/", f"=> {source}/deps/")
-    text = re.sub(r"^module .*$", "module dalgareal", text, count=1, flags=re.M)
-    return re.sub(r"^go 1\.\d+$", "go 1.19", text, count=1, flags=re.M)
-
-
 @pytest.fixture(scope="session")
 def go_client(tmp_path_factory) -> Path:
     """tests/dalga_real/main.go built with Dalga's client package, offline."""
-    go = shutil.which("go")
-    if go is None:
+    if go() is None:
         missing("go is not installed (scripts/setup.sh dev installs golang-go)")
-    source = SOURCE
-    if not (source / "server" / "go.mod").is_file():
-        missing(f"Dalga's source is not at {source}")
+    if not SERVER_GO_MOD.is_file():
+        missing(f"Dalga's source is not at {SOURCE}")
     work = tmp_path_factory.mktemp("dalgareal")
-    (work / "go.mod").write_text(scratch_go_mod(source))
-    shutil.copy(PROGRAM, work / "main.go")
-    env = {
-        **os.environ,
-        "GOCACHE": str(work / "cache"),
-        "GOPATH": str(work / "gopath"),
-        "GOFLAGS": "-mod=mod",
-        "GOPROXY": "off",
-        "GOSUMDB": "off",
-        "GOTOOLCHAIN": "local",
-        "GOWORK": "off",
-    }
-    built = work / "dalgareal"
-    subprocess.run([go, "build", "-o", str(built), "."], cwd=work, env=env, check=True)
-    return built
+    go_mod = scratch_go_mod(SERVER_GO_MOD, "dalgareal")
+    return go_build(work / "module", go_mod, ".", work, PROGRAM)
 
 
 def run_client(client: Path, api: str, listen_port: int) -> str:

@@ -37,6 +37,7 @@ def loaded_by(module: str) -> list[str]:
         "celery_dalga.schedules",
         "celery_dalga.retry",
         "celery_dalga.runs",
+        "celery_dalga.load",
     ],
 )
 def test_a_light_module_loads_no_database_celery_metrics_or_settings(module):

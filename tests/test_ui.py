@@ -8,9 +8,11 @@ import os
 import re
 import shutil
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from helpers import Clock, api_client
 from processes import free_port, start, stop, wait_http
 from waiting import wait_until
@@ -169,8 +171,33 @@ def test_in_a_browser_a_job_made_in_the_form_is_called_and_its_history_shows(
         browser.get(f"{base}/ui/status")
         assert 'class="me"' in browser.page_source
         snap(browser, "ui-status.png")
+        at = peak_at(60)
+        for i in range(40):  # a peak: 40 jobs due in one second, in a minute's time
+            url = f"{base}/jobs/feeds/{i}?interval=300&first-run={at}"
+            assert requests.put(url, timeout=10).status_code == 201
+        browser.get(f"{base}/ui/load")
+        charts = browser.find_elements(By.CSS_SELECTOR, 'svg.chart[role="img"]')
+        label = charts[0].get_attribute("aria-label")
+        assert len(charts) == 4 and re.search(r"peak 4[01] due", label), label
+        wait_until(lambda: "done" in loaded(browser), 30, "no callbacks in the load view")
+        browser.set_window_size(1280, 1720)  # the whole page
+        snap(browser, "ui-load.png")
     finally:
         assert stop(proc) == 0, proc.log_path.read_text()
+
+
+def peak_at(seconds: int) -> str:
+    """An instant `seconds` from now, RFC 3339, whole seconds."""
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=seconds)
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def loaded(browser) -> str:
+    """The load view's tiles after reloading it."""
+    from selenium.webdriver.common.by import By
+
+    browser.refresh()
+    return " ".join(t.text for t in browser.find_elements(By.CSS_SELECTOR, ".tile"))
 
 
 def refreshed(browser) -> str:

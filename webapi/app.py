@@ -24,6 +24,7 @@ from webapi.auth import Guard
 from webapi.context import Dalga
 from webapi.errors import json_error, short
 from webapi.kala import kala
+from webapi.load import loads
 from webapi.ui import ui
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(
     app.before_request(one_value_each)
     app.register_blueprint(api)
     app.register_blueprint(kala, url_prefix="/api/v1")
+    app.register_blueprint(loads)
     app.register_blueprint(ui)
     app.register_error_handler(InvalidParameter, invalid)
     app.register_error_handler(JobNotFound, not_found)

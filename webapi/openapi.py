@@ -166,6 +166,48 @@ STATUS_FIELDS = (
 )
 
 
+_COUNTS = {"type": "array", "items": {"type": "integer"}}
+_SERIES = {
+    "type": "object",
+    "required": ["start", "counts"],
+    "properties": {"start": {"type": "string"}, "counts": _COUNTS},
+}
+_PEAK = {
+    "type": "object",
+    "properties": {"index": {"type": "integer"}, "count": {"type": "integer"}},
+}
+_LATENESS = {"type": ["number", "null"]}
+LOAD = {
+    "type": "object",
+    "required": ["now", "computed_at", "age_seconds", "due_per_second", "due_per_minute"],
+    "properties": {
+        "now": {"type": "string"},
+        "computed_at": {"type": "string"},
+        "age_seconds": {"type": "number"},
+        "overdue": {"type": "integer"},
+        "due_per_second": _SERIES,
+        "due_per_minute": _SERIES,
+        "peak_second": _PEAK,
+        "peak_minute": _PEAK,
+        "callbacks_per_minute": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "minute": {"type": "string"},
+                    "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "total": {"type": "integer"},
+                    "lateness_p50": _LATENESS,
+                    "lateness_p99": _LATENESS,
+                },
+            },
+        },
+        "callbacks_by_outcome": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "lateness": {"type": "string"},
+    },
+}
+
+
 def openapi_spec() -> dict[str, Any]:
     """The OpenAPI document (3.1) of every route."""
     not_found = _response("no such job", ERROR)
@@ -309,6 +351,47 @@ def openapi_spec() -> dict[str, Any]:
                                 },
                             },
                         )
+                    },
+                }
+            },
+            "/load": {
+                "get": {
+                    "summary": "runs due per second (10 min) and per minute (6 h) ahead, and "
+                    "callbacks per minute by outcome with lateness p50/p99 (6 h back); computed "
+                    "at most once a period, its age in age_seconds",
+                    "responses": {"200": _response("the load", LOAD), "400": bad},
+                }
+            },
+            "/spread": {
+                "post": {
+                    "summary": "once, spread the next runs of the enabled interval jobs under "
+                    "a path prefix evenly over their interval from now (cron, one-off, paused, "
+                    "running and triggered jobs are skipped)",
+                    "parameters": [
+                        {
+                            **_query(
+                                "path-prefix",
+                                "the jobs' path prefix (empty: every job)",
+                                ["feeds/", ""],
+                            ),
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 255},
+                        }
+                    ],
+                    "responses": {
+                        "200": _response(
+                            "how many jobs moved and were skipped",
+                            {
+                                "type": "object",
+                                "required": ["path-prefix", "moved", "skipped"],
+                                "properties": {
+                                    "path-prefix": {"type": "string"},
+                                    "moved": {"type": "integer"},
+                                    "skipped": {"type": "integer"},
+                                },
+                            },
+                        ),
+                        "400": bad,
                     },
                 }
             },

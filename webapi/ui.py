@@ -1,12 +1,13 @@
 """The web UI at /ui as a Flask Blueprint: server-rendered pages (Jinja templates, one
 stylesheet, no build step) over the same Client as the HTTP interface (webapi.context): jobs
 with search and keyset pages, a job with its history and a lateness sparkline, forms to
-create, trigger, pause, resume and delete, a status page with the lag and the instances, and
+create, trigger, pause, resume and delete, a status page with the lag and the instances, a
+load view (runs due ahead and callbacks per minute, drawn; a form that spreads a peak), and
 sign-in and sign-out (the Guard keeps the session)."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,8 +18,10 @@ from celery_dalga.client import JobExists, JobNotFound
 from celery_dalga.spec import MAX_PATH, PARAMETERS, InvalidParameter
 from celery_dalga.values import shown
 from celery_dalga.wire import attempt_json, instant
+from webapi import charts
 from webapi.context import dalga
 from webapi.errors import short
+from webapi.load import LATENESS, PREFIX, cached_load, path_prefix, spread
 
 PAGE = 50
 LARGEST_ID = 2**63 - 1
@@ -155,6 +158,74 @@ def status():
         status=dalga().status(),
         instances=dalga().client.instances(),
     )
+
+
+@ui.get("/load")
+def load():
+    return render_template("ui/load.html", **_load_view())
+
+
+@ui.post("/spread")
+def spread_jobs():
+    """Spread the jobs under the form's prefix once its confirmation is typed."""
+    try:
+        prefix = path_prefix(request.form)
+    except InvalidParameter as exc:
+        return render_template("ui/load.html", **_load_view(error=str(exc))), 400
+    if request.form.get("confirm") != "spread":
+        error = "type spread to confirm: nothing was moved"
+        return render_template("ui/load.html", **_load_view(prefix, error=error)), 400
+    return render_template("ui/load.html", **_load_view(prefix, spread=spread(prefix)))
+
+
+def _load_view(prefix: str = "", **shown: Any) -> dict[str, Any]:
+    """The load view's charts and figures (the load cached per app)."""
+    found = cached_load()()
+    start, since = found["start"], found["callbacks_per_minute"][0]["minute"]
+    minute, second = timedelta(minutes=1), timedelta(seconds=1)
+    calls = found["callbacks_per_minute"]
+    return {
+        "load": found,
+        "prefix": prefix,
+        "prefix_name": PREFIX,
+        "lateness_note": LATENESS,
+        "due_minutes": charts.bars(
+            [{"due": n} for n in found["due_per_minute"]],
+            start,
+            minute,
+            "runs due per minute over the next 6 hours",
+            "due",
+            every=60,
+        ),
+        "due_seconds": charts.bars(
+            [{"due": n} for n in found["due_per_second"]],
+            start,
+            second,
+            "runs due per second over the next 10 minutes",
+            "due",
+            every=60,
+            fmt="%H:%M:%S",
+        ),
+        "callbacks": charts.bars(
+            [c["outcomes"] for c in calls],
+            since,
+            minute,
+            "callbacks per minute by outcome over the last 6 hours",
+            "callbacks",
+            every=60,
+        ),
+        "lateness": charts.lines(
+            {
+                "p50": [c["lateness_p50"] for c in calls],
+                "p99": [c["lateness_p99"] for c in calls],
+            },
+            since,
+            minute,
+            "lateness p50 and p99 per minute over the last 6 hours, log scale",
+            every=60,
+        ),
+        **shown,
+    }
 
 
 @ui.post("/delete-all")

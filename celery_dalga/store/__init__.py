@@ -12,13 +12,25 @@
 - history: each job's last attempts
 - instances: the processes' heartbeats
 - status: the table's status (its counts, and what an index answers at once)
+- load: runs due ahead, callbacks per minute (<table>_load, added to by each process's tally)
+- spread: spreading the next runs of jobs under a path prefix over their interval
 
 Store gathers them: each of its methods is one of those modules' functions.
 """
 
 from __future__ import annotations
 
-from celery_dalga.store import history, instances, jobs, links, runs, scheduling, status
+from celery_dalga.store import (
+    history,
+    instances,
+    jobs,
+    links,
+    load,
+    runs,
+    scheduling,
+    spread,
+    status,
+)
 from celery_dalga.store.database import Database
 from celery_dalga.store.engine import is_transient, make_engine, private_sqlite_file
 from celery_dalga.store.scheduling import JobExists, JobRefused
@@ -77,3 +89,11 @@ class Store(Database):
 
     counts = status.counts
     status = status.status
+
+    prune_load = load.prune
+    load = load.load
+    spread = spread.spread
+
+    def flush_load(self) -> int:
+        """Write this process's tally of settled runs now (it is stopping; tests)."""
+        return self.tally.flush()

@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, Engine
 
+from celery_dalga.load import Tally
 from celery_dalga.runs import Policy
-from celery_dalga.store import dialects
+from celery_dalga.store import dialects, load
 from celery_dalga.store.engine import rerun_transient
 from celery_dalga.store.schema import (
     make_history_table,
     make_instances_table,
     make_links_table,
+    make_load_table,
     make_table,
 )
 
@@ -24,7 +26,8 @@ CLOCK_SAMPLE_SECONDS = 5.0
 
 
 class Database:
-    """The jobs table `table` (with its instances, history and links tables) on `engine`."""
+    """The jobs table `table` (with its instances, history, links and load tables) on
+    `engine`; `tally` counts the runs this process settles for the load table."""
 
     def __init__(self, engine: Engine, table: str = "dalga", policy: Policy | None = None):
         self.engine = engine
@@ -33,6 +36,8 @@ class Database:
         self.instances = make_instances_table(metadata, table)
         self.history = make_history_table(metadata, table)
         self.links = make_links_table(metadata, table)
+        self.loads = make_load_table(metadata, table)
+        self.tally = Tally(lambda shard, rows: load.write(self, shard, rows))
         self.policy = policy or Policy()
         self.clock: Callable[[], datetime] | None = None  # tests set their own
         self._clock_sample: tuple[datetime, float] | None = None

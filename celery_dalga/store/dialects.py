@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, literal_column, select, text, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
@@ -38,6 +49,17 @@ def read_clock(conn: Connection) -> datetime:
         else "SELECT UTC_TIMESTAMP(6)"
     )
     return aware(conn.execute(text(query)).scalar_one())
+
+
+def seconds_after(dialect: Dialect, column: Any, start: datetime) -> Any:
+    """Whole seconds from `start` (a whole second, naive UTC) to the instant `column`, as
+    an integer expression (floored where the column is not before start)."""
+    if is_mysql(dialect):
+        return func.timestampdiff(literal_column("SECOND"), start, column)
+    if dialect.name == "postgresql":
+        return cast(func.floor(func.extract("epoch", column - start)), Integer)
+    seconds = func.strftime("%s", column)  # SQLite: text instants, whole seconds since 1970
+    return cast(seconds, Integer) - int(start.replace(tzinfo=UTC).timestamp())
 
 
 def uses_json_table(dialect: Dialect) -> bool:

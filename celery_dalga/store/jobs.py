@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, func, or_, select, update
+from sqlalchemy import Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy import delete as delete_rows
 from sqlalchemy.engine import Connection
 
@@ -21,9 +22,22 @@ from celery_dalga.store.schema import if_running
 
 def read(conn: Connection, jobs: Table, key: str, lock: bool = False) -> Job | None:
     """The job with this key as the transaction sees it (with `lock`, locked), or None."""
-    query = select(jobs).where(jobs.c.job_key == key)
-    row = conn.execute(query.with_for_update() if lock else query).first()
-    return job_of(row._mapping) if row else None
+    row = _read_row(conn, jobs, key, lock)
+    return job_of(row) if row else None
+
+
+def _read_row(conn: Connection, jobs: Table, key: str, lock: bool = False) -> Any:
+    """The row (a mapping of its columns) with this key, or None."""
+    row = conn.execute(_by_key(jobs, lock), {"key": key}).first()
+    return row._mapping if row else None
+
+
+@lru_cache(maxsize=32)
+def _by_key(jobs: Table, lock: bool) -> Select:
+    """The SELECT of a job by its key, built once per table: building it cost more than the
+    server's lookup."""
+    query = select(jobs).where(jobs.c.job_key == bindparam("key"))
+    return query.with_for_update() if lock else query
 
 
 def get(db: Database, path: str, body: str) -> Job | None:
@@ -174,12 +188,25 @@ def set_enabled(
     t, key = db.table, job_key(path, body)
     policy = replace(db.policy, fixed_intervals=True) if skip_missed else db.policy
     with db.engine.begin() as conn:
-        job = read(conn, t, key, lock=True)
-        if job is None:
+        row = _read_row(conn, t, key, lock=True)
+        if row is None:
             return None
+        job = job_of(row)
         values = stored(protocol.on_enabled(job, enabled, db.now(conn), policy))
-        conn.execute(update(t).where(t.c.id == job.id).values(values))
-        return read(conn, t, key)
+        conn.execute(_set_by_id(t, tuple(values)), {"row_id": job.id, **_prefixed(values)})
+        return job_of({**row, **values})  # the row is locked: it is what was written
+
+
+@lru_cache(maxsize=32)
+def _set_by_id(jobs: Table, names: tuple[str, ...]) -> Any:
+    """The UPDATE of the columns `names` of a job by its id, built once per table and set of
+    columns (their values bound as new_<name>)."""
+    changes: dict[str, Any] = {name: bindparam(f"new_{name}") for name in names}
+    return update(jobs).where(jobs.c.id == bindparam("row_id")).values(changes)
+
+
+def _prefixed(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"new_{name}": value for name, value in values.items()}
 
 
 @rerun_transient
@@ -188,10 +215,16 @@ def delete(db: Database, path: str, body: str) -> bool:
     a child goes with its last parent); an in-flight run finds its token gone and stops."""
     key = job_key(path, body)
     with db.engine.begin() as conn:
-        if not conn.execute(select(db.table.c.id).where(db.table.c.job_key == key)).first():
+        if not conn.execute(_delete_by_key(db.table), {"key": key}).rowcount:
             return False
-        _delete_with_orphans(conn, db, {key})
+        _delete_with_orphans(conn, db, {key}, deleted={key})
     return True
+
+
+@lru_cache(maxsize=16)
+def _delete_by_key(jobs: Table) -> Any:
+    """The DELETE of a job by its key, built once per table."""
+    return delete_rows(jobs).where(jobs.c.job_key == bindparam("key"))
 
 
 @rerun_transient
@@ -211,10 +244,13 @@ def delete_path(db: Database, path: str, chunk: int = 1000) -> int:
         deleted += len(keys)
 
 
-def _delete_with_orphans(conn: Connection, db: Database, keys: set[str]) -> None:
-    """Delete the jobs `keys`, then each dependent job whose parents are all deleted, and so
-    on down; a child that keeps a parent loses the deleted ones (its parent_key moves to one
-    it keeps). Each job is looked at once per parent deleted: a loop written by hand ends."""
+def _delete_with_orphans(
+    conn: Connection, db: Database, keys: set[str], deleted: frozenset[str] | set[str] = frozenset()
+) -> None:
+    """Delete the jobs `keys` (those in `deleted` are already gone), then each dependent job
+    whose parents are all deleted, and so on down; a child that keeps a parent loses the
+    deleted ones (its parent_key moves to one it keeps). Each job is looked at once per parent
+    deleted: a loop written by hand ends."""
     t = db.table
     gone, frontier, kept = set(keys), set(keys), set()
     while frontier:
@@ -232,7 +268,8 @@ def _delete_with_orphans(conn: Connection, db: Database, keys: set[str]) -> None
             .values(parent_key=moved)
         )
     links.forget(conn, db, gone)
-    conn.execute(delete_rows(t).where(t.c.job_key.in_(sorted(gone))))
+    if gone - deleted:
+        conn.execute(delete_rows(t).where(t.c.job_key.in_(sorted(gone - deleted))))
 
 
 def delete_all(db: Database, chunk: int = 10_000) -> int:

@@ -117,7 +117,8 @@ def fence(db: Database, runs: list[Run], keep: float) -> list[Run]:
 def settle(db: Database, attempts: list[Attempt], instance_id: int | None = None) -> list[Outcome]:
     """Apply the answers of a task's POSTs (runs.on_answer) in one transaction: the rows
     are locked, and only those still carrying the runs' tokens change; each attempt goes
-    into the jobs' history, and the dependent jobs the answers make due become due."""
+    into the jobs' history, and the dependent jobs the answers make due become due. The
+    outcomes are counted in memory for the load table (db.tally: no statement here)."""
     if not attempts:
         return []
     t, policy = db.table, db.policy
@@ -145,6 +146,10 @@ def settle(db: Database, attempts: list[Attempt], instance_id: int | None = None
             ]
             history.write(conn, db.history, records)
         _wake(db, conn, [(jobs[a.run.job_id].key, c) for a, c, _ in settled], now)
+    db.tally.add(
+        (at, str(c.outcome), (at - a.run.sched).total_seconds() - a.duration)
+        for a, c, at in settled
+    )
     return [c.outcome for c in changes]
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Select, case, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, Table, case, insert, select
+from sqlalchemy.engine import Connection, Dialect
 
 from celery_dalga.jobs import Job, job_key
 from celery_dalga.spec import InvalidParameter, JobSpec
@@ -14,7 +15,7 @@ from celery_dalga.store import dialects
 from celery_dalga.store.database import Database
 from celery_dalga.store.engine import rerun_transient
 from celery_dalga.store.jobs import read
-from celery_dalga.store.rows import new_row
+from celery_dalga.store.rows import job_of, new_row
 from celery_dalga.values import shown
 
 MAX_DEPTH = 100  # the most ancestors a dependent job may have
@@ -58,22 +59,40 @@ class JobRefused(InvalidParameter):
 @rerun_transient
 def put(db: Database, spec: JobSpec) -> Job:
     """Schedule or reschedule (path, body). A run in flight keeps its lease; no second call.
-    With spec.if_absent an existing job is left as it is: JobExists."""
+    With spec.if_absent an existing job is left as it is: JobExists. Where the database
+    returns the upserted row (MariaDB 10.5+, PostgreSQL, SQLite 3.35+) the job comes back
+    with the write, else it is read back in the transaction."""
     now = db.now()
     row = new_row(spec, spec.first_sched(now), now)
     t = db.table
     with db.engine.begin() as conn:
+        written = None
         if spec.if_absent:
             found = read(conn, t, row["job_key"])
             if found is not None:
                 raise JobExists(found)
             conn.execute(insert(t), [row])
+        elif conn.dialect.insert_returning:
+            written = job_of(conn.execute(_put_returning(t, conn.dialect), row).one()._mapping)
         else:
-            conn.execute(_upsert(db), [row])
+            conn.execute(_put_one(t, conn.dialect), [row])
         _check_parents(db, conn, [spec])
-        written = read(conn, t, row["job_key"])
+        written = written or read(conn, t, row["job_key"])
         assert written is not None, row["job_key"]
         return written
+
+
+@lru_cache(maxsize=16)
+def _put_one(table: Table, dialect: Dialect) -> Any:
+    """The upsert of one PUT, built once per table: building it cost more than running it."""
+    return _upsert(table, dialect)
+
+
+@lru_cache(maxsize=16)
+def _put_returning(table: Table, dialect: Dialect) -> Any:
+    """The upsert of one PUT that returns the row as written (a kept lease, a pending
+    trigger and the job's id and counters included), built once per table."""
+    return _upsert(table, dialect).returning(*table.c)
 
 
 @rerun_transient
@@ -100,9 +119,9 @@ def put_many(db: Database, specs: list[JobSpec]) -> int:
         if rows and dialects.uses_json_table(dialect):
             document = dialects.json_document([list(row.values()) for row in rows])
             source = dialects.json_rows(dialect, db.table, list(rows[0]), document)
-            conn.execute(_upsert(db, source))
+            conn.execute(_upsert(db.table, dialect, source))
         elif rows:
-            conn.execute(_upsert(db), rows)
+            conn.execute(_put_one(db.table, dialect), rows)
         if absent:
             insert_absent = dialects.insert_absent(dialect, db.table, "job_key")
             conn.execute(insert_absent, sorted(absent, key=itemgetter("job_key")))
@@ -110,11 +129,10 @@ def put_many(db: Database, specs: list[JobSpec]) -> int:
     return len(specs)
 
 
-def _upsert(db: Database, source: Select | None = None) -> Any:
+def _upsert(t: Table, dialect: Dialect, source: Select | None = None) -> Any:
     """The PUT of existing jobs replaces their REPLACED columns, and next_run too unless a run
     holds the row (then it keeps its lease) or a trigger is pending (then the trigger's run
     comes first)."""
-    t = db.table
 
     def changes(new: Any) -> dict[str, Any]:
         next_run = case(
@@ -124,7 +142,7 @@ def _upsert(db: Database, source: Select | None = None) -> Any:
         )
         return {**{name: new[name] for name in REPLACED}, "next_run": next_run}
 
-    return dialects.upsert(db.engine.dialect, t, ["job_key"], changes, source)
+    return dialects.upsert(dialect, t, ["job_key"], changes, source)
 
 
 def _check_parents(db: Database, conn: Connection, specs: list[JobSpec]) -> None:

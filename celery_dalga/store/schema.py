@@ -1,4 +1,4 @@
-"""The tables (jobs, instances, history, links): their definitions, and creating, upgrading in
+"""The tables (jobs, instances, history, links, load): their definitions, and creating, upgrading in
 place, checking and dropping them."""
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from celery_dalga import adopt
+from celery_dalga.load import BUCKETS
 
 log = logging.getLogger(__name__)
 Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -134,6 +135,21 @@ def make_links_table(metadata: MetaData, name: str) -> Table:
         Column("link", String(16), primary_key=True),
         Column("other_key", Key, primary_key=True),
         Index(f"ix_{name}_links_other", "other_key", "link"),
+    )
+
+
+def make_load_table(metadata: MetaData, name: str) -> Table:
+    """Callbacks per minute, outcome and writing process (its shard: no two processes add to
+    one row): their count and a lateness histogram, one column a bucket (celery_dalga.load).
+    Each process adds its tally every few seconds; pruned by age."""
+    return Table(
+        f"{name}_load",
+        metadata,
+        Column("minute", Instant, primary_key=True),
+        Column("outcome", String(16), primary_key=True),
+        Column("shard", BigInteger, primary_key=True, autoincrement=False),
+        Column("count", BigInteger, nullable=False, default=0),
+        *(Column(f"b{i:02d}", BigInteger, nullable=False, default=0) for i in range(BUCKETS)),
     )
 
 
