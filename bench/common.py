@@ -9,11 +9,16 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import create_engine, text
@@ -22,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "tests") not in sys.path:
     sys.path.append(str(ROOT / "tests"))  # the test kit: processes.py, endpoint_server.py
 
-from processes import Process, celery, start  # noqa: E402
+from processes import Process, celery, dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MARIADB = os.environ.get("DALGA_BENCH_MARIADB", "mysql://root@127.0.0.1:3306")
@@ -54,6 +59,100 @@ def record(bench: str, figures: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
     with (RESULTS / f"{bench}.jsonl").open("a") as out:
         out.write(json.dumps(line) + "\n")
+
+
+SEED = 1000  # jobs a fill writes through the store, the rest copied from them
+
+
+def fill(
+    store, jobs: int, path: Callable[[int], str] = lambda i: "bench", over: int = 300
+) -> float:
+    """Write `jobs` jobs (interval 300 s) into the empty MariaDB table, the i-th of the first
+    1,000 with path(i) and the rest copied from them by one INSERT ... SELECT over MariaDB's
+    sequence engine, their next runs spread over `over` seconds (whole seconds apart, so many
+    share one; 1: all due in one second); seconds taken."""
+    from celery_dalga.spec import parse_spec
+
+    started = time.perf_counter()
+    seed = min(SEED, jobs)
+    store.put_many([parse_spec(path(i), str(i), {"interval": "300"}) for i in range(seed)])
+    copies = -(-jobs // seed) - 1
+    if copies:
+        columns = [c.name for c in store.table.c if c.name != "id"]
+        made = {
+            "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
+            "body": "CONCAT(body, '-', seq)",
+            "next_run": f"next_run + INTERVAL (seq % {over}) SECOND",
+            "next_sched": f"next_sched + INTERVAL (seq % {over}) SECOND",
+        }
+        names = ", ".join(f"`{c}`" for c in columns)
+        values = ", ".join(made.get(c, f"`{c}`") for c in columns)
+        table = store.table.name
+        with store.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO `{table}` ({names}) SELECT {values} FROM `{table}` "
+                    f"CROSS JOIN seq_1_to_{copies} LIMIT {jobs - seed}"
+                )
+            )
+    return time.perf_counter() - started
+
+
+@contextmanager
+def served_jobs(name: str, jobs: int, path: Callable[[int], str], source: str | None = None):
+    """A context: a fresh MariaDB table `name` made by `dalga create-table` of the checkout
+    `source` (None: this one), filled with `jobs` jobs (fill), served by that checkout's
+    `dalga web` on a free port; yields (base URL, Store, fill seconds). The server is stopped
+    and the table dropped afterwards."""
+    from celery_dalga.config import Settings
+    from celery_dalga.process import store_for
+
+    settings = Settings(database_url=database("cdalga_bench"), port=free_port(), table=name)
+    env = {**dalga_env(settings, REDIS), **source_env(source)}
+    home = Path(source).resolve() if source else ROOT  # `-m` puts the cwd first on sys.path
+    log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
+    dalga = [sys.executable, "-m", "celery_dalga.cli"]
+    subprocess.run([*dalga, "create-table"], env=env, cwd=home, check=True)
+    store = store_for(settings)
+    try:
+        print(f"  filling {jobs} jobs", file=sys.stderr)
+        took = fill(store, jobs, path)
+        web = start([*dalga, "web"], env, home, log)
+        try:
+            base = f"http://127.0.0.1:{settings.port}"
+            wait_http(base + "/openapi.json", web, timeout=120)
+            yield base, store, took
+        finally:
+            stop(web)
+    finally:
+        store.drop_table()
+
+
+def timed(
+    get: Callable[[str], Any], url: str, count: int, pause: float, budget: float = float("inf")
+) -> list[float]:
+    """Seconds each of `count` GETs of url, `pause` seconds apart, took, sorted; fewer (3 at
+    least) once they have taken `budget` seconds."""
+    took: list[float] = []
+    for _ in range(count):
+        if len(took) >= 3 and sum(took) > budget:
+            break
+        started = time.perf_counter()
+        resp = get(url)
+        took.append(time.perf_counter() - started)
+        assert resp.status_code == 200, resp.status_code
+        time.sleep(pause)
+    return sorted(took)
+
+
+def figures(route: str, took: list[float]) -> dict:
+    """p50, p99 and max in ms of sorted timings, named after the route."""
+    name = route.replace(".json", "")
+    return {
+        f"{name}_p50_ms": round(statistics.median(took) * 1000, 2),
+        f"{name}_p99_ms": round(took[max(0, int(len(took) * 0.99) - 1)] * 1000, 2),
+        f"{name}_max_ms": round(took[-1] * 1000, 2),
+    }
 
 
 DALGA_BEAT = celery("beat", "-S", "celery_dalga.Scheduler", "--loglevel", "WARNING")

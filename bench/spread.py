@@ -24,8 +24,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from bench.common import code_of, database, record  # noqa: E402
-from bench.status import fill  # noqa: E402
+from bench.common import code_of, database, fill, record  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
 

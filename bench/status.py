@@ -17,81 +17,34 @@ Flask's test client (the server's own time, no HTTP). The table is dropped after
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import requests
-from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from processes import dalga_env, free_port, start, stop, wait_http  # noqa: E402
 
-from bench.common import REDIS, code_of, database, record, source_env  # noqa: E402
+from bench.common import (  # noqa: E402
+    REDIS,
+    code_of,
+    database,
+    figures,
+    fill,
+    record,
+    source_env,
+    timed,
+)
 from celery_dalga import process  # noqa: E402
 from celery_dalga.config import Settings  # noqa: E402
 from celery_dalga.process import store_for  # noqa: E402
-from celery_dalga.spec import parse_spec  # noqa: E402
 from webapi import create_app  # noqa: E402
 
-SEED = 1000  # jobs written through the store, the rest copied from them
 ROUTES = ("status", "metrics", "openapi.json")
-
-
-def fill(store, jobs: int, over: int = 300) -> float:
-    """Write `jobs` jobs (path "bench", interval 300 s) into the empty table, their next runs
-    spread over `over` seconds (1: all due in one second); seconds taken."""
-    started = time.perf_counter()
-    seed = min(SEED, jobs)
-    store.put_many([parse_spec("bench", str(i), {"interval": "300"}) for i in range(seed)])
-    copies = -(-jobs // seed) - 1
-    if copies:
-        columns = [c.name for c in store.table.c if c.name != "id"]
-        made = {
-            "job_key": "SHA2(CONCAT(path, CHAR(0), body, '-', seq), 256)",
-            "body": "CONCAT(body, '-', seq)",
-            "next_run": f"next_run + INTERVAL (seq % {over}) SECOND",
-            "next_sched": f"next_sched + INTERVAL (seq % {over}) SECOND",
-        }
-        names = ", ".join(f"`{c}`" for c in columns)
-        values = ", ".join(made.get(c, f"`{c}`") for c in columns)
-        table = store.table.name
-        with store.engine.begin() as conn:
-            conn.execute(
-                text(
-                    f"INSERT INTO `{table}` ({names}) SELECT {values} FROM `{table}` "
-                    f"CROSS JOIN seq_1_to_{copies} LIMIT {jobs - seed}"
-                )
-            )
-    return time.perf_counter() - started
-
-
-def timed(get: Callable[[str], Any], url: str, count: int, pause: float) -> list[float]:
-    """Seconds each of `count` GETs of url, `pause` seconds apart, took, sorted."""
-    took = []
-    for _ in range(count):
-        started = time.perf_counter()
-        resp = get(url)
-        took.append(time.perf_counter() - started)
-        assert resp.status_code == 200, resp.status_code
-        time.sleep(pause)
-    return sorted(took)
-
-
-def figures(route: str, took: list[float]) -> dict:
-    name = route.replace(".json", "")
-    return {
-        f"{name}_p50_ms": round(statistics.median(took) * 1000, 2),
-        f"{name}_p99_ms": round(took[max(0, int(len(took) * 0.99) - 1)] * 1000, 2),
-        f"{name}_max_ms": round(took[-1] * 1000, 2),
-    }
 
 
 def run(args: argparse.Namespace, source: str | None) -> dict:

@@ -174,10 +174,13 @@ class Client:
         next_cursor = Cursor.after(jobs[-1], path, sort_by, reverse, limit).encode() if jobs else ""
         return Page(jobs, next_cursor)
 
-    def search(self, prefix: str | None, after: int | None, limit: int) -> builtins.list[Job]:
-        """Jobs whose path starts with prefix (any job without one), in insert order after
-        the job with id `after` (the UI's search)."""
-        return self.store.page(path_prefix=prefix, after=(after,) if after else None, limit=limit)
+    def search(
+        self, prefix: str | None, after: tuple[Any, ...] | None, limit: int
+    ) -> builtins.list[Job]:
+        """Jobs whose path starts with prefix, by path then id after the keyset (path, id)
+        of the last job seen; without a prefix, every job in insert order after (id,) (the
+        UI's search)."""
+        return self.store.page(path_prefix=prefix, after=after, limit=limit)
 
     def parent(self, job: Job) -> Job | None:
         """The job's parent, None for a job that has none."""

@@ -89,7 +89,8 @@ def job_json(job: Job) -> dict[str, Any]:
 class Cursor:
     """Where a listing goes on: Dalga's cursor (base64 of a JSON object with Path, SortBy,
     Reverse, LastValue, Limit). LastValue is the last job's id, or for next-sched its
-    next_sched and id, so that jobs due at the same instant are neither skipped nor repeated."""
+    next_sched (empty for a dependent job, which has none) and id, `next_sched|id`, so that jobs
+    due at the same instant are neither skipped nor repeated."""
 
     path: str | None
     sort_by: str
@@ -103,11 +104,11 @@ class Cursor:
         return cls(path, sort_by, reverse, last, limit)
 
     def encode(self) -> str:
-        last = (
-            str(self.last[0])
-            if len(self.last) == 1
-            else f"{self.last[0].isoformat()}|{self.last[1]}"
-        )
+        if len(self.last) == 1:
+            last = str(self.last[0])
+        else:  # a dependent job has no next_sched: "|id"
+            at, id_ = self.last
+            last = f"{at.isoformat() if at else ''}|{id_}"
         document = {
             "Path": self.path or "",
             "SortBy": self.sort_by,
@@ -130,11 +131,14 @@ class Cursor:
             if sort_by == "insert-order":
                 keys: tuple[Any, ...] = (_bounded(last, LARGEST_ID),)
             else:
-                at, _, id_ = last.rpartition("|")
-                keys = (datetime.fromisoformat(at), _bounded(id_, LARGEST_ID))
+                at, bar, id_ = last.rpartition("|")
+                if not bar:
+                    raise ValueError(last)
+                when = datetime.fromisoformat(at).astimezone(UTC) if at else None
+                keys = (when, _bounded(id_, LARGEST_ID))
             limit = _bounded(str(fields["Limit"]), LARGEST_LIMIT)
             return cls(path or None, sort_by, bool(fields["Reverse"]), keys, limit)
-        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        except (binascii.Error, ValueError, OverflowError, KeyError, TypeError, RecursionError):
             raise InvalidParameter("cursor", "not a cursor this server gave") from None
 
 

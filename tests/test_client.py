@@ -155,7 +155,7 @@ def test_search_parent_children_and_instances(client):
     parent = client.schedule("feeds", "1", interval=60)
     child = client.schedule("mail", "1", parent="feeds/1")
     assert [j.body for j in client.search("fee", None, 10)] == ["1"]
-    assert client.search(None, parent.id, 10) == [child]
+    assert client.search(None, (parent.id,), 10) == [child]
     assert client.parent(child) == parent and client.parent(parent) is None
     assert client.children(parent, 10) == [child] and client.children(child, 10) == []
     assert client.instances() == [] and client.status(7)["instance_id"] == 7

@@ -15,7 +15,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from celery_dalga.client import JobExists, JobNotFound
-from celery_dalga.spec import PARAMETERS, InvalidParameter
+from celery_dalga.spec import MAX_PATH, PARAMETERS, InvalidParameter
 from celery_dalga.values import shown
 from celery_dalga.wire import attempt_json, instant
 from webapi import charts
@@ -67,17 +67,25 @@ def home():
 
 @ui.get("/jobs")
 def jobs():
+    """Jobs in insert order, or those whose path starts with `q` by path; a page goes on
+    after the last job's id (`after`) and, in a search, its path (`after_path`)."""
     prefix = request.args.get("q", "").strip() or None
     raw = request.args.get("after", "")
     after = int(raw) if raw.isdigit() and len(raw) < 20 else None
     if raw and (after is None or after > LARGEST_ID):
         message = f"after: {shown(raw)} is not a job id"
         return render_template("ui/error.html", message=message), 400
-    page = dalga().client.search(prefix, after, PAGE)
+    after_path = request.args.get("after_path", "")
+    if len(after_path) > MAX_PATH:
+        message = f"after_path: {shown(after_path)} is longer than a path"
+        return render_template("ui/error.html", message=message), 400
+    keyset = None if after is None else (after_path, after) if prefix else (after,)
+    page = dalga().client.search(prefix, keyset, PAGE)
     more = None
     if len(page) == PAGE:
-        query: dict[str, Any] = {"q": prefix} if prefix else {}
-        more = url_for("ui.jobs", **query, after=page[-1].id)
+        last = page[-1]
+        query: dict[str, Any] = {"q": prefix, "after_path": last.path} if prefix else {}
+        more = url_for("ui.jobs", **query, after=last.id)
     return render_template("ui/jobs.html", jobs=page, q=prefix or "", more=more, link=job_link)
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, select, tuple_, update
+from sqlalchemy import Select, Table, and_, bindparam, func, or_, select, update
 from sqlalchemy import delete as delete_rows
 from sqlalchemy.engine import Connection
 
@@ -66,24 +66,102 @@ def page(
     parent_key: str | None = None,
 ) -> list[Job]:
     """A page of jobs, optionally only those with this path (or path prefix, or parent),
-    in insert order (by id) or in next-sched order (by next_sched, then id), after the
-    keyset `after`: the last job's (id,) or (next_sched, id) on the page before."""
-    t = db.table
-    keys = (t.c.id,) if sort_by == "insert-order" else (t.c.next_sched, t.c.id)
-    query = select(t).order_by(*(k.desc() if reverse else k for k in keys)).limit(limit)
+    after the keyset `after` of the last job on the page before: in insert order, its (id,);
+    in next-sched order, its (next_sched, id), the jobs without a next_sched (dependent
+    ones) first, by id; with a path prefix (the UI's search), by path, its (path, id)."""
+    jobs: list[Job] = []
+    with db.engine.connect() as conn:
+        for query in listing(
+            db.table,
+            path,
+            sort_by,
+            reverse,
+            after,
+            limit,
+            path_prefix,
+            parent_key,
+            conn.dialect.name,
+        ):
+            jobs += [job_of(r._mapping) for r in conn.execute(query.limit(limit - len(jobs)))]
+            if len(jobs) == limit:
+                break
+    return jobs
+
+
+def listing(
+    t: Table,
+    path: str | None = None,
+    sort_by: str = "insert-order",
+    reverse: bool = False,
+    after: tuple[Any, ...] | None = None,
+    limit: int = 100,
+    path_prefix: str | None = None,
+    parent_key: str | None = None,
+    dialect: str = "mariadb",
+) -> list[Select]:
+    """The statements of page(), run in turn until the page is full: each walks an index
+    (the primary key, (path, id), (next_sched, id) or (path, next_sched, id)) from the
+    keyset on, in its order, and stops after `limit` rows, on the `dialect` (its name)."""
+    query = select(t).limit(limit)
     if path is not None:
         query = query.where(t.c.path == path)
     if path_prefix:
         escaped = path_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
-        query = query.where(t.c.path.like(escaped + "%", escape="!"))
+        # the bound starts the index walk at the prefix where LIKE's own range does not
+        # (SQLite, and PostgreSQL under a collation other than C)
+        query = query.where(t.c.path.like(escaped + "%", escape="!"), t.c.path >= path_prefix)
     if parent_key is not None:
         query = query.where(t.c.parent_key == parent_key)
+    # each statement's keyset, its order and its conditions; the untimed jobs' order is the
+    # index's on PostgreSQL, which sorts them for ORDER BY id, and id on MariaDB, which sorts
+    # them for ORDER BY next_sched, id
+    segments: list[tuple[tuple[Any, ...], tuple[Any, ...], list[Any]]]
+    if path_prefix:
+        segments = [((t.c.path, t.c.id), (t.c.path, t.c.id), [])]
+        index = f"ix_{t.name}_path_id"
+    elif parent_key is not None:
+        segments = [((t.c.id,), (t.c.id,), [])]
+        index = f"ix_{t.name}_parent_key"
+    elif sort_by == "insert-order":
+        segments = [((t.c.id,), (t.c.id,), [])]
+        index = f"ix_{t.name}_path_id" if path is not None else "PRIMARY"
+    else:
+        index = f"ix_{t.name}_{'path_' if path is not None else ''}next_sched_id"
+        timed = (t.c.next_sched, t.c.id)
+        by = timed if dialect == "postgresql" else (t.c.id,)
+        untimed = ((t.c.id,), by, [t.c.next_sched.is_(None)])
+        timed_ = (timed, timed, [t.c.next_sched.is_not(None)])
+        segments = [timed_, untimed] if reverse else [untimed, timed_]
     if after is not None:
         last = tuple(naive(v) if isinstance(v, datetime) else v for v in after)
-        row = tuple_(*keys)
-        query = query.where(row < last if reverse else row > last)
-    with db.engine.connect() as conn:
-        return [job_of(r._mapping) for r in conn.execute(query)]
+        if len(segments) == 2:  # the keyset's segment and those after it
+            untimed_last = last[0] is None
+            segments = segments[int(untimed_last == reverse) :]
+            last = last[1:] if untimed_last else last
+        keys, order, conditions = segments[0]
+        segments[0] = (keys, order, [*conditions, _beyond(keys, last, reverse)])
+    # MariaDB's optimizer may walk the primary key for ORDER BY id LIMIT, or sort a path's
+    # jobs read by another index: every statement names its index
+    hint = f"FORCE INDEX (`{index}`)"
+    query = query.with_hint(t, hint, "mysql").with_hint(t, hint, "mariadb")
+    return [
+        query.where(*conditions).order_by(*(k.desc() if reverse else k for k in order))
+        for _, order, conditions in segments
+    ]
+
+
+def _beyond(keys: tuple[Any, ...], last: tuple[Any, ...], reverse: bool) -> Any:
+    """keys > last (< in reverse), as `k1 >= x1 AND (k1 > x1 OR k1 = x1 AND rest > ...)`: a
+    range an index on the keys starts at, on every database (MariaDB walks a whole index for
+    the row comparison (k1, k2) > (x1, x2), and scans every k1 = x1 for `k1 > x1 OR k2 > x2`)."""
+    first, *rest = keys
+    value, *more = last
+    past = first < value if reverse else first > value
+    if not rest:
+        return past
+    at_least = first <= value if reverse else first >= value
+    tie = and_(first == value, _beyond(tuple(rest), tuple(more), reverse))
+    return and_(at_least, or_(past, tie))
 
 
 @rerun_transient

@@ -3,6 +3,8 @@ place, checking and dropping them."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from sqlalchemy import (
@@ -23,11 +25,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Engine
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from celery_dalga import adopt
 from celery_dalga.load import BUCKETS
 
+log = logging.getLogger(__name__)
 Instant = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # a job_key (hex) as MariaDB and MySQL compare it fastest: bytes, not utf8mb4 characters
@@ -41,8 +45,9 @@ class TableError(RuntimeError):
 
 
 def make_table(metadata: MetaData, name: str) -> Table:
-    """The jobs table; `next_run` is indexed for the claim's WHERE and ORDER BY. Columns added
-    after the first version are added in place by create_tables."""
+    """The jobs table; `next_run` is indexed for the claim's WHERE and ORDER BY, and the
+    listings' orders each have an index. Columns and indexes added after the first version are
+    added in place by create_tables."""
     return Table(
         name,
         metadata,
@@ -78,6 +83,9 @@ def make_table(metadata: MetaData, name: str) -> Table:
         Column("last_duration", Float),
         Column("created_at", Instant),
         Index(f"ix_{name}_path_id", "path", "id"),
+        # the listings' keyset pages in next-sched order (store.jobs.listing)
+        Index(f"ix_{name}_next_sched_id", "next_sched", "id"),
+        Index(f"ix_{name}_path_next_sched_id", "path", "next_sched", "id"),
     )
 
 
@@ -174,6 +182,31 @@ def create_tables(engine: Engine, jobs: Table, instances: Table) -> None:
         for column in missing:
             added = CreateColumn(column).compile(dialect=engine.dialect)
             conn.execute(text(f"ALTER TABLE {jobs.name} ADD COLUMN {added}"))
+    for index in missing_indexes(engine, jobs):
+        _add_index(engine, jobs, index)
+
+
+def missing_indexes(engine: Engine, jobs: Table) -> list[Index]:
+    """The jobs table's indexes that the table in the database lacks (matched by columns)."""
+    have = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes(jobs.name)}
+    return [ix for ix in jobs.indexes if tuple(c.name for c in ix.columns) not in have]
+
+
+def _add_index(engine: Engine, jobs: Table, index: Index) -> None:
+    """Build an index on the existing table, online on MariaDB and MySQL (writes go on); a
+    process that starts at the same time may build it first."""
+    ddl = str(CreateIndex(index).compile(dialect=engine.dialect))
+    online = " LOCK=NONE" if engine.dialect.name in ("mysql", "mariadb") else ""
+    started = time.monotonic()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(ddl + online))
+    except DBAPIError:
+        if index in missing_indexes(engine, jobs):
+            raise
+        return
+    took = time.monotonic() - started
+    log.info("table %r: %s in %.1f s", jobs.name, ddl, took)
 
 
 def check_tables(engine: Engine, jobs: Table) -> None:
@@ -195,3 +228,5 @@ def check_tables(engine: Engine, jobs: Table) -> None:
             raise TableError(
                 f"table {table.name!r} lacks columns of this version: run `dalga create-table`"
             )
+    if missing_indexes(engine, jobs):  # the listings name them (store.jobs.listing)
+        raise TableError(f"table {name!r} lacks indexes of this version: run `dalga create-table`")
