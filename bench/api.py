@@ -3,6 +3,7 @@
     python bench/api.py --requests 10000 --clients 16 64 --import-jobs 1000000
     python bench/api.py --quick
     python bench/api.py --sources /tmp/before .   # before/after in one run
+    python bench/api.py --web-processes 1 2       # dalga web with one, then two processes
     python bench/api.py --requests 0 --import-jobs 0 --bulk-jobs 200000 --bulk-batch 5000
 
 For each client count, starts `dalga web` (waitress, 8 threads) on a fresh MariaDB table, then
@@ -18,6 +19,7 @@ JSON-lines file. A figure of 0 jobs or requests skips its part.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -171,16 +173,19 @@ def fresh_settings() -> Settings:
 
 
 @contextmanager
-def our_web(source: str | None) -> Iterator[tuple[str, Process, Store]]:
-    """`dalga web` of a checkout (None: this one) on a fresh table, dropped after; yields its
-    base URL, process and store."""
+def our_web(source: str | None, processes: int = 1) -> Iterator[tuple[str, Process, Store]]:
+    """`dalga web` of a checkout (None: this one) with `processes` web processes on a fresh
+    table, dropped after; yields its base URL, process and store."""
     settings = fresh_settings()
     store = store_for(settings)
     store.create_table()
     env = {**dalga_env(settings, REDIS), **source_env(source)}
     log = Path(tempfile.mkdtemp(prefix="dalga-web-")) / "web.log"
     home = Path(source).resolve() if source else ROOT  # `-m` puts the cwd first on sys.path
-    web = start([sys.executable, "-m", "celery_dalga.cli", "web"], env, home, log)
+    command = [sys.executable, "-m", "celery_dalga.cli", "web"]
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    web = start(command, env, home, log)
     base = f"http://127.0.0.1:{settings.port}"
     try:
         wait_http(base + "/status", web)
@@ -195,11 +200,13 @@ def api_side_by_side(args: argparse.Namespace, apiload: Path, dalga: Path | None
     lines = []
     for clients in args.clients:
         common = {"requests": args.requests, "clients": clients}
-        for source in args.sources:
+        for source, processes in itertools.product(args.sources, args.web_processes):
             checkout = None if source == "." else source
-            with our_web(checkout) as (base, web, _):
+            with our_web(checkout, processes) as (base, web, _):
                 figures = load(apiload, base, web.pid, args.requests, clients)
-            lines.append({"server": "celery-dalga", "code": code_of(checkout), **common, **figures})
+            code = code_of(checkout) + (f" ×{processes}" if processes > 1 else "")
+            line = {"server": "celery-dalga", "code": code, "web_processes": processes}
+            lines.append({**line, **common, **figures})
             record("api", lines[-1])
         if dalga is not None:
             with dalga_peer.serving(dalga) as (base, proc, endpoint):
@@ -282,6 +289,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64], help="in turn")
     parser.add_argument(
         "--peers", nargs="*", choices=["dalga"], help="default: dalga when go and its source are"
+    )
+    parser.add_argument(
+        "--web-processes", type=int, nargs="+", default=[1], help="dalga web --processes, in turn"
     )
     parser.add_argument("--import-jobs", type=int, default=1_000_000)
     parser.add_argument("--bulk-jobs", type=int, default=200_000, help="jobs sent to PUT /jobs")
