@@ -202,6 +202,8 @@ def api_side_by_side(args: argparse.Namespace, apiload: Path, dalga: Path | None
         common = {"requests": args.requests, "clients": clients}
         for source, processes in itertools.product(args.sources, args.web_processes):
             checkout = None if source == "." else source
+            if processes > 1 and not (Path(source) / "celery_dalga/webprocs.py").exists():
+                continue  # a checkout from before `dalga web --processes`
             with our_web(checkout, processes) as (base, web, _):
                 figures = load(apiload, base, web.pid, args.requests, clients)
             code = code_of(checkout) + (f" ×{processes}" if processes > 1 else "")
