@@ -156,6 +156,16 @@ def serve_processes(settings: Settings, count: int) -> int:
     return 0
 
 
+def run_server(server: Any) -> None:
+    """Serve until SIGTERM (as KeyboardInterrupt) or Ctrl-C, then close the server."""
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
 def run_all(settings: Settings, concurrency: int) -> None:
     """Web API and beat in threads, the Celery worker (threads pool) in the main thread."""
     from celery import beat
@@ -283,12 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_processes(settings, args.processes)
         server = serve_web(settings)
         log.info("API listening on http://%s:%s/", settings.host, settings.port)
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            server.close()
+        run_server(server)
         return 0
     run_all(settings, getattr(args, "concurrency", 8))
     return 0

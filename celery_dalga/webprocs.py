@@ -85,15 +85,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _child(settings: Settings, sock: socket.socket) -> None:
     """One web process: its own connections and instance, a waitress server on `sock`."""
-    from celery_dalga.cli import serve_web
+    from celery_dalga.cli import run_server, serve_web
 
     process.reset_after_fork()
     signal.signal(signal.SIGTERM, _interrupt)
-    server = serve_web(settings, sockets=[sock])
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        run_server(serve_web(settings, sockets=[sock]))
     finally:
-        server.close()
         process.stop()  # a multiprocessing child runs no atexit hooks
