@@ -186,9 +186,12 @@ def source_env(source: str | None) -> dict[str, str]:
 
 def code_of(source: str | None) -> str:
     """The commit of a checkout (this one when None), for the record; "+changes" when its
-    files differ from it (bench/results/, which runs append to, does not count)."""
+    files differ from it (bench/results/, which runs append to, does not count); a folder
+    that is not a git checkout goes by its name."""
     where = source or str(ROOT)
     out = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"], capture_output=True)
+    if out.returncode:  # not a git checkout (a `git archive` of a commit): its folder's name
+        return Path(where).resolve().name
     unchanged = ["git", "-C", where, "diff", "--quiet", "HEAD", "--", ".", ":!bench/results"]
     dirty = subprocess.run(unchanged).returncode
     return out.stdout.decode().strip() + ("+changes" if dirty else "")
