@@ -46,6 +46,7 @@ PAGES = [  # the UI's pages; {deep_id}, {deep_path}, {job_path}, {job_body} are 
     "/ui/job?path={job_path}&body={job_body}",
     "/ui/status",
     "/ui/jobs/new",
+    "/ui/load",
 ]
 
 

@@ -4,6 +4,7 @@ in the form is called and its history row shows."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -48,6 +49,20 @@ def test_the_job_list_searches_by_path_prefix_and_pages_by_keyset(ui):
     feeds = text(ui.get("/ui/jobs?q=fee"))
     assert feeds.count("<tr>") == 31 and ">mail<" not in feeds
     assert "No jobs" in text(ui.get("/ui/jobs?q=nothing_"))
+
+
+def test_pages_name_their_static_files_by_content_so_browsers_keep_them(ui):
+    """A page does not ask for its stylesheet and script again on every load: their URLs carry
+    the files' digest, and the files are served to be kept for a day."""
+    static = Path(__file__).parents[1] / "webapi" / "static"
+    page = text(ui.get("/ui/jobs"))
+    for name in ("ui.css", "ui.js"):
+        digest = hashlib.sha256((static / name).read_bytes()).hexdigest()[:12]
+        url = f"/static/{name}?v={digest}"
+        assert f'"{url}"' in page
+        served = ui.get(url)
+        assert served.status_code == 200 and served.data == (static / name).read_bytes()
+        assert "max-age=86400" in served.headers["Cache-Control"]
 
 
 def test_the_form_creates_a_job_and_names_a_mistake(ui):

@@ -25,7 +25,7 @@ from webapi.context import Dalga
 from webapi.errors import json_error, short
 from webapi.kala import kala
 from webapi.load import loads
-from webapi.ui import ui
+from webapi.ui import ASSET_MAX_AGE, ui
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ def create_app(
     """The Flask app serving settings' jobs table, as the given Dalga instance (by default
     this process's, registered now)."""
     app = Flask(__name__)
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = ASSET_MAX_AGE  # the UI's static files
     app.json.sort_keys = False  # type: ignore[attr-defined]  # Dalga's fields first, in Dalga's order
     app.url_map.merge_slashes = False
     app.url_map.converters["anypath"] = AnyPath

@@ -7,7 +7,10 @@ sign-in and sign-out (the Guard keeps the session)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +31,20 @@ LARGEST_ID = 2**63 - 1
 
 ui = Blueprint("ui", __name__, url_prefix="/ui", template_folder="templates")
 ui.add_app_template_global(urlencode, "urlencode")
+STATIC = Path(__file__).with_name("static")
+ASSET_MAX_AGE = 86400  # a day: an asset's URL names its content, so a new one is a new URL
+
+
+@lru_cache(maxsize=8)
+def _digest(filename: str) -> str:
+    return hashlib.sha256((STATIC / filename).read_bytes()).hexdigest()[:12]
+
+
+@ui.app_template_global()
+def asset(filename: str) -> str:
+    """The URL of a static file with its content's digest in the query, so that browsers may
+    keep it (ASSET_MAX_AGE) without asking again on every page, and fetch a changed one."""
+    return url_for("static", filename=filename, v=_digest(filename))
 
 
 def sparkline(values: list[float], width: int = 240, height: int = 40) -> Markup:
