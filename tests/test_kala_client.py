@@ -98,6 +98,8 @@ def test_every_call_against_mariadb_and_separate_processes(
         queue=f"kalaclient-{endpoint.port}",
         allowed_remote_hosts=f"127.0.0.1:{endpoint.port}",
         local_jobs=True,
+        callback_timeout=10.0,  # the program's remote job asks for 10 s (a loaded machine)
+        lease=20.0,
     )
     store = store_for(settings)
     store.create_table()

@@ -139,7 +139,7 @@ def test_a_command_past_the_timeout_is_killed_with_what_it_started(local, tmp_pa
     store.put(spec(python(code), "slow"))
     started = time.monotonic()
     assert run_once(store, settings, "slow") == [Outcome.RETRY]
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 20  # killed at 2 s, not after its 60 s of sleep
     assert store.get("local", "slow").last_error == "killed after 2 s: started"
     for pid in map(int, pids.read_text().split()):
         wait_until(lambda pid=pid: gone(pid), 5, f"process {pid} to end")

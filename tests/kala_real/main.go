@@ -207,7 +207,7 @@ func main() {
 	rj.Retries = 2
 	rj.Epsilon = "PT5S"
 	rj.RemoteProperties.Headers = http.Header{"X-Kala-Test": {"one", "two"}}
-	rj.RemoteProperties.Timeout = 2
+	rj.RemoteProperties.Timeout = 10 // seconds: room for a loaded 2-core machine
 	rj.RemoteProperties.ExpectedResponseCodes = []int{200, 201}
 	remoteID := create(c, rj)
 
@@ -226,7 +226,7 @@ func main() {
 	ok = ok && got.Retries == 2 && got.Epsilon == "PT5S" && got.JobType == job.RemoteJob && !got.Disabled
 	ok = ok && !got.IsDone && got.Command == "" && len(got.ParentJobs) == 0 && len(got.DependentJobs) == 0
 	ok = ok && rp.Url == rj.RemoteProperties.Url && strings.ToUpper(rp.Method) == "POST"
-	ok = ok && rp.Body == rj.RemoteProperties.Body && rp.Timeout == 2
+	ok = ok && rp.Body == rj.RemoteProperties.Body && rp.Timeout == 10
 	ok = ok && reflect.DeepEqual(rp.Headers["X-Kala-Test"], []string{"one", "two"})
 	ok = ok && reflect.DeepEqual(rp.ExpectedResponseCodes, []int{200, 201})
 	ok = ok && near(got.NextRunAt, hourlyAt) && got.Metadata.SuccessCount == 0
