@@ -157,8 +157,8 @@ def make_stack(mariadb_url, redis_url, endpoint):
         )
         store = store_for(settings)
         store.create_table()
-        worker = start_worker(
-            app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=10
+        worker = start_worker(  # a worker on RabbitMQ once took over 10 s to stop in CI
+            app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=30
         )
         worker.__enter__()
         service = Service(app, scheduler_cls=Scheduler, max_interval=settings.max_interval)
