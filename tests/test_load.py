@@ -198,7 +198,7 @@ def test_a_real_worker_s_deliveries_show_by_outcome_with_their_lateness(make_sta
         return stack.api.get("/load").get_json()["callbacks_by_outcome"]
 
     wait_until(
-        lambda: outcomes().get("deleted") == 20 and outcomes().get("abandoned"), 30, outcomes
+        lambda: outcomes().get("deleted") == 20 and outcomes().get("abandoned"), 90, outcomes
     )
     minutes = [m for m in stack.api.get("/load").get_json()["callbacks_per_minute"] if m["total"]]
     assert sum(m["outcomes"].get("deleted", 0) for m in minutes) == 20

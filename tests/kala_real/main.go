@@ -68,10 +68,10 @@ func show(v interface{}) string {
 
 // waitFor polls until done() holds, for at most 30 s.
 func waitFor(what string, done func() bool) {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for !done() {
 		if time.Now().After(deadline) {
-			fail("%s: not within 30 s", what)
+			fail("%s: not within 90 s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
